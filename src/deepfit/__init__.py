@@ -1,3 +1,60 @@
-"""deepfit: fully connected neural networks trained well, on NumPy."""
+"""deepfit: fully connected neural networks trained well, on NumPy.
+
+The public API, re-exported from the subpackages; nothing is defined here.
+"""
+
+from deepfit.checks import GradCheckResult, gradcheck
+from deepfit.errors import DataError, DeepfitError, GradientCheckError, ShapeError
+from deepfit.nn import (
+    L1,
+    L2,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    MeanSquaredError,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    Tanh,
+    init,
+    mlp,
+)
+from deepfit.optim import EWA, SGD, Adam, Momentum, RMSprop, schedules
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "EWA",
+    "L1",
+    "L2",
+    "SGD",
+    "Adam",
+    "BatchNorm",
+    "DataError",
+    "DeepfitError",
+    "Dense",
+    "Dropout",
+    "GradCheckResult",
+    "GradientCheckError",
+    "Layer",
+    "LeakyReLU",
+    "MeanSquaredError",
+    "Momentum",
+    "RMSprop",
+    "ReLU",
+    "Sequential",
+    "ShapeError",
+    "Sigmoid",
+    "SigmoidBinaryCrossEntropy",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "__version__",
+    "gradcheck",
+    "init",
+    "mlp",
+    "schedules",
+]

@@ -32,7 +32,9 @@ def resolve_dtype(dtype: Any = None) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
     except TypeError as exc:
-        raise DeepfitError(f"dtype {dtype!r} is not a NumPy dtype; use 'float32' or 'float64'") from exc
+        raise DeepfitError(
+            f"dtype {dtype!r} is not a NumPy dtype; use 'float32' or 'float64'"
+        ) from exc
     if resolved.name not in _FLOAT_DTYPES:
         raise DeepfitError(f"dtype {resolved.name} is not supported; use 'float32' or 'float64'")
     return resolved

@@ -1,0 +1,36 @@
+"""What maps inputs to outputs, and gradients back."""
+
+from deepfit.nn import init
+from deepfit.nn.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from deepfit.nn.batchnorm import BatchNorm
+from deepfit.nn.dense import Dense
+from deepfit.nn.dropout import Dropout
+from deepfit.nn.layer import Layer
+from deepfit.nn.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from deepfit.nn.objective import cost, cost_and_gradients, make_penalties
+from deepfit.nn.penalties import L1, L2, Penalty
+from deepfit.nn.sequential import Sequential, mlp
+
+__all__ = [
+    "L1",
+    "L2",
+    "BatchNorm",
+    "Dense",
+    "Dropout",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "MeanSquaredError",
+    "Penalty",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "SigmoidBinaryCrossEntropy",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "cost",
+    "cost_and_gradients",
+    "init",
+    "make_penalties",
+    "mlp",
+]

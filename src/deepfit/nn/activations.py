@@ -1,0 +1,135 @@
+"""Element-wise activations: ReLU, LeakyReLU, Tanh, Sigmoid.
+
+The output activations (softmax, sigmoid for binary labels) are fused into the losses in
+:mod:`deepfit.nn.losses`, where they are numerically stable and their gradient is ``p - y``.
+"""
+
+from __future__ import annotations
+
+from deepfit.backend import array_module
+from deepfit.errors import DeepfitError
+from deepfit.nn.layer import Layer
+
+
+class ReLU(Layer):
+    """``a = max(z, 0)``; ``dz = da * [z > 0]`` (the subgradient at 0 is taken as 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._positive = None
+
+    def forward(self, z, training: bool = False):
+        xp = array_module(z)
+        a = xp.maximum(z, 0)
+        self._positive = (z > 0) if training else None
+        return a
+
+    def backward(self, da):
+        if self._positive is None:
+            raise self._missing_cache()
+        return da * self._positive
+
+    def _clear_cache(self) -> None:
+        self._positive = None
+
+
+class LeakyReLU(Layer):
+    """``a = z`` for ``z > 0`` and ``alpha * z`` otherwise; ``dz = da * (1 or alpha)``."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        if not 0 <= alpha < 1:
+            raise DeepfitError(f"LeakyReLU alpha must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+        self._slope = None
+
+    def forward(self, z, training: bool = False):
+        xp = array_module(z)
+        slope = xp.where(z > 0, z.dtype.type(1), z.dtype.type(self.alpha))
+        self._slope = slope if training else None
+        return z * slope
+
+    def backward(self, da):
+        if self._slope is None:
+            raise self._missing_cache()
+        return da * self._slope
+
+    def _clear_cache(self) -> None:
+        self._slope = None
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"
+
+
+class Tanh(Layer):
+    """``a = tanh(z)``; ``dz = da * (1 - a^2)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._a = None
+
+    def forward(self, z, training: bool = False):
+        a = array_module(z).tanh(z)
+        self._a = a if training else None
+        return a
+
+    def backward(self, da):
+        a = self._a
+        if a is None:
+            raise self._missing_cache()
+        return da * (1 - a * a)
+
+    def _clear_cache(self) -> None:
+        self._a = None
+
+
+def sigmoid(z):
+    """Logistic function ``1 / (1 + exp(-z))``, computed as ``(1 + tanh(z/2)) / 2``.
+
+    The tanh form never overflows, for any finite ``z`` and in float32 as in float64.
+    """
+    xp = array_module(z)
+    s = xp.tanh(z * 0.5)
+    s += 1
+    s *= 0.5
+    return s
+
+
+class Sigmoid(Layer):
+    """``a = sigmoid(z)``; ``dz = da * a * (1 - a)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._a = None
+
+    def forward(self, z, training: bool = False):
+        a = sigmoid(z)
+        self._a = a if training else None
+        return a
+
+    def backward(self, da):
+        a = self._a
+        if a is None:
+            raise self._missing_cache()
+        return da * a * (1 - a)
+
+    def _clear_cache(self) -> None:
+        self._a = None
+
+
+ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+}
+
+
+def get_activation(name: str) -> Layer:
+    """Return a new activation layer called ``name`` (relu, leaky_relu, tanh, sigmoid)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise DeepfitError(
+            f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
+        ) from None

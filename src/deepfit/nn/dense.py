@@ -1,0 +1,93 @@
+"""Fully connected (affine) layer."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype
+from deepfit.errors import DeepfitError, ShapeError
+from deepfit.nn.init import Initializer, get_initializer
+from deepfit.nn.layer import Layer
+
+
+class Dense(Layer):
+    """Affine map ``z = x @ W + b`` with ``W`` of shape ``(n_in, n_out)``.
+
+    Backward, for upstream gradient ``dz`` of shape ``(m, n_out)``::
+
+        dW = x^T dz        db = sum_i dz_i        dx = dz W^T
+
+    Orientation: PyTorch's ``nn.Linear.weight`` is ``W^T`` (shape ``(n_out, n_in)``).
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    init : str or callable
+        ``"he"`` (default), ``"xavier"``, ``"glorot_uniform"``, ``"normal"`` (N(0, 0.01^2)),
+        ``"zeros"``, or an initializer from :mod:`deepfit.nn.init`.
+    bias : bool
+        Whether to learn ``b`` (set False in front of batch norm, whose ``beta`` replaces it).
+    rng : Generator or int, optional
+        Source of the initial weights.
+    dtype : "float32" (default) or "float64".
+    """
+
+    decay_keys: ClassVar[tuple[str, ...]] = ("W",)
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        init: str | Initializer = "he",
+        *,
+        bias: bool = True,
+        rng: RNGLike = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_in", n_in), ("n_out", n_out)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DeepfitError(f"Dense {name} must be a positive integer, got {value!r}")
+        self.n_in, self.n_out = n_in, n_out
+        self.init = init
+        dt = resolve_dtype(dtype)
+        W = get_initializer(init)(n_in, n_out, as_generator(rng), dt)
+        self.params["W"] = W
+        self.grads["W"] = W * 0
+        if bias:
+            self.params["b"] = W[0] * 0
+            self.grads["b"] = W[0] * 0
+        self._x = None
+
+    def forward(self, x, training: bool = False):
+        W = self.params["W"]
+        xp = array_module(x, W)
+        x = xp.asarray(x, dtype=W.dtype)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ShapeError(
+                f"{self!r} expects input of shape (batch, {self.n_in}), got {tuple(x.shape)}"
+            )
+        z = x @ W
+        if "b" in self.params:
+            z += self.params["b"]
+        self._x = x if training else None
+        return z
+
+    def backward(self, dz):
+        x = self._x
+        if x is None:
+            raise self._missing_cache()
+        xp = array_module(dz)
+        W = self.params["W"]
+        xp.matmul(x.T, dz, out=self.grads["W"])
+        if "b" in self.grads:
+            dz.sum(axis=0, out=self.grads["b"])
+        return dz @ W.T
+
+    def _clear_cache(self) -> None:
+        self._x = None
+
+    def __repr__(self) -> str:
+        extra = "" if "b" in self.params else ", bias=False"
+        return f"Dense({self.n_in}, {self.n_out}{extra})"

@@ -1,0 +1,52 @@
+"""The training objective: loss plus weight penalties, and its gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from deepfit.nn.losses import Loss
+from deepfit.nn.penalties import L1, L2, Penalty
+from deepfit.nn.sequential import Sequential
+
+
+def make_penalties(l2: float = 0.0, l1: float = 0.0) -> list[Penalty]:
+    """The penalties asked for, skipping those whose lambda is 0."""
+    return [p for p in (L2(l2), L1(l1)) if p.lam]
+
+
+def _weights(model: Sequential) -> tuple[list[Any], list[Any]]:
+    params, grads = model.params, model.grads
+    names = model.decay_names()
+    return [params[n] for n in names], [grads[n] for n in names]
+
+
+def cost(
+    model: Sequential,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    penalties: Sequence[Penalty] = (),
+    training: bool = True,
+) -> float:
+    """``J = loss(model(x), y) + sum of penalties`` for a batch of ``m = len(x)`` rows."""
+    value = loss.forward(model.forward(x, training=training), y)
+    weights, _ = _weights(model)
+    return value + sum(p.value(weights, x.shape[0]) for p in penalties)
+
+
+def cost_and_gradients(
+    model: Sequential,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    penalties: Sequence[Penalty] = (),
+) -> float:
+    """Training-mode forward and backward: returns ``J`` and leaves ``dJ/dtheta`` in
+    ``model.grads`` (penalty gradients included)."""
+    value = cost(model, loss, x, y, penalties, training=True)
+    model.backward(loss.backward())
+    weights, grads = _weights(model)
+    for p in penalties:
+        p.add_grad(weights, grads, x.shape[0])
+    return value

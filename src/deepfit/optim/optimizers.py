@@ -1,0 +1,216 @@
+"""Optimizers: SGD, Momentum, RMSprop, Adam (and AdamW through ``weight_decay``).
+
+Each is a short chain of :mod:`deepfit.optim.transforms` followed by the step
+``theta := theta - lr * (u + weight_decay * theta)``. ``step(params, grads)`` updates the
+arrays of ``params`` in place; state is keyed by the parameters' qualified names, so two
+layers' ``W`` never share a moment. ``lr`` may be changed between steps (schedules do).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deepfit.backend import array_module, to_numpy
+from deepfit.errors import DeepfitError
+from deepfit.optim.transforms import ScaleByAdam, ScaleByMomentum, ScaleByRMS, Transform
+
+
+def decays_weight_matrices(name: str) -> bool:
+    """Default decoupled-weight-decay filter: weight matrices (``"<i>.W"``) only."""
+    return name.rsplit(".", 1)[-1] == "W"
+
+
+class Optimizer:
+    """Chain of transforms, then a step of size ``lr``.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (> 0). Assign ``opt.lr`` to change it between steps.
+    transforms : sequence of Transform
+        Applied in order to a copy of each gradient.
+    weight_decay : float
+        Decoupled weight decay (Loshchilov and Hutter's AdamW): ``theta -= lr * wd * theta``
+        on the parameters selected by ``decay_filter`` (weight matrices by default), added
+        after the transforms so it is not rescaled by the adaptive denominators. This is not
+        the L2 penalty, which enters the gradient (see :mod:`deepfit.nn.penalties`).
+    """
+
+    def __init__(
+        self,
+        lr: float,
+        transforms: Sequence[Transform] = (),
+        *,
+        weight_decay: float = 0.0,
+        decay_filter: Callable[[str], bool] = decays_weight_matrices,
+    ) -> None:
+        self.lr = lr
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise DeepfitError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+        self.decay_filter = decay_filter
+        self.transforms = list(transforms)
+        self.t = 0
+        self._scratch: dict[str, Any] = {}
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not isinstance(value, (int, float, np.floating)) or not (
+            value > 0 and math.isfinite(value)
+        ):
+            raise DeepfitError(f"learning rate must be a positive finite number, got {value!r}")
+        self._lr = float(value)
+
+    def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
+        """One update of every array in ``params`` from the matching ``grads`` entry."""
+        if params.keys() != grads.keys():
+            raise DeepfitError(
+                f"params and grads have different keys: {sorted(set(params) ^ set(grads))}"
+            )
+        self.t += 1
+        for name, p in params.items():
+            g = grads[name]
+            u = self._scratch.get(name)
+            if u is None or u.shape != g.shape or u.dtype != p.dtype:
+                u = array_module(p).empty_like(p)
+                self._scratch[name] = u
+            u[...] = g
+            for transform in self.transforms:
+                transform.update_(name, u, self.t)
+            if self.weight_decay and self.decay_filter(name):
+                u += self.weight_decay * p
+            u *= self.lr
+            p -= u
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat dict of NumPy arrays and numbers: ``t``, ``lr`` and
+        ``"<transform index>.<slot>/<parameter name>"`` for every state array."""
+        state: dict[str, Any] = {"t": self.t, "lr": self.lr}
+        for i, transform in enumerate(self.transforms):
+            for slot, arrays in transform.state.items():
+                for name, arr in arrays.items():
+                    state[f"{i}.{slot}/{name}"] = to_numpy(arr).copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (arrays become NumPy arrays; they move to
+        the parameters' device at the next step)."""
+        if "t" not in state or "lr" not in state:
+            raise DeepfitError("optimizer state dict lacks 't' or 'lr'")
+        restored: list[dict[str, dict[str, Any]]] = [
+            {slot: {} for slot in tr.slots} for tr in self.transforms
+        ]
+        for key, value in state.items():
+            if key in ("t", "lr"):
+                continue
+            head, _, name = key.partition("/")
+            index, _, slot = head.partition(".")
+            if (
+                not index.isdigit()
+                or int(index) >= len(self.transforms)
+                or slot not in restored[int(index)]
+            ):
+                raise DeepfitError(f"optimizer state entry {key!r} does not fit {self!r}")
+            restored[int(index)][slot][name] = np.array(value)
+        for transform, slots in zip(self.transforms, restored, strict=True):
+            transform.state = slots
+        self.t = int(state["t"])
+        self.lr = float(state["lr"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """Plain (mini-batch) gradient descent: ``theta := theta - lr * g``."""
+
+    def __init__(self, lr: float = 0.01, *, weight_decay: float = 0.0, **kw: Any) -> None:
+        super().__init__(lr, (), weight_decay=weight_decay, **kw)
+
+
+class Momentum(Optimizer):
+    """Gradient descent with momentum, the notes' EWA form::
+
+    v = beta v + (1 - beta) g        theta := theta - lr * v
+    """
+
+    def __init__(self, lr: float = 0.01, beta: float = 0.9, **kw: Any) -> None:
+        super().__init__(lr, (ScaleByMomentum(beta),), **kw)
+        self.beta = beta
+
+    def __repr__(self) -> str:
+        return f"Momentum(lr={self.lr}, beta={self.beta})"
+
+
+class RMSprop(Optimizer):
+    """RMSprop::
+
+        s = beta s + (1 - beta) g^2        theta := theta - lr * g / (sqrt(s) + eps)
+
+    ``bias_correction=True`` divides ``s`` by ``1 - beta^t`` (then it equals Adam with
+    ``beta1 = 0``). PyTorch's ``alpha`` is our ``beta``.
+
+    References
+    ----------
+    Tieleman and Hinton, Lecture 6.5 of "Neural networks for machine learning", 2012.
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.001,
+        beta: float = 0.9,
+        eps: float = 1e-8,
+        *,
+        bias_correction: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init__(lr, (ScaleByRMS(beta, eps, bias_correction),), **kw)
+        self.beta, self.eps = beta, eps
+
+    def __repr__(self) -> str:
+        return f"RMSprop(lr={self.lr}, beta={self.beta}, eps={self.eps})"
+
+
+class Adam(Optimizer):
+    """Adam: Momentum and RMSprop combined, both moments bias-corrected::
+
+        theta := theta - lr * v_hat / (sqrt(s_hat) + eps)
+
+    With ``weight_decay > 0`` this is AdamW (decoupled weight decay).
+
+    References
+    ----------
+    Kingma and Ba, ICLR 2015; Loshchilov and Hutter, "Decoupled weight decay
+    regularization", ICLR 2019.
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        **kw: Any,
+    ) -> None:
+        super().__init__(lr, (ScaleByAdam(beta1, beta2, eps),), **kw)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def __repr__(self) -> str:
+        wd = f", weight_decay={self.weight_decay}" if self.weight_decay else ""
+        return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}{wd})"
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}

@@ -1,0 +1,138 @@
+"""Gradient transformations: the pieces optimizers are chained from.
+
+Inspired by optax: an optimizer is a chain of small transformations of the update direction,
+followed by a step of size ``lr``. Every transformation here is stateful per parameter tensor
+and works in place on the update ``u`` (initially a copy of the gradient ``g``), so a step
+allocates nothing after the first one. All moving averages are the notes' exponentially
+weighted averages (:func:`deepfit.optim.ewa.ewa_update_`), bias-corrected with
+:func:`deepfit.optim.ewa.bias_correction` where asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepfit.backend import array_module
+from deepfit.errors import DeepfitError
+from deepfit.optim.ewa import bias_correction, ewa_update_
+
+
+def _check_beta(name: str, beta: float) -> float:
+    if not isinstance(beta, (int, float)) or not 0 <= beta < 1:
+        raise DeepfitError(f"{name} must be in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _check_eps(eps: float) -> float:
+    if not isinstance(eps, (int, float)) or not eps > 0:
+        raise DeepfitError(f"eps must be > 0, got {eps!r}")
+    return float(eps)
+
+
+class Transform:
+    """A stateful, in-place transformation of one tensor's update direction.
+
+    ``slots`` names the per-tensor state arrays; ``update_(name, u, t)`` rewrites ``u`` for
+    step ``t`` (1-based).
+    """
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict[str, Any]] = {slot: {} for slot in self.slots}
+
+    def _slot(self, slot: str, name: str, like: Any) -> Any:
+        store = self.state[slot]
+        arr = store.get(name)
+        if arr is None or arr.shape != like.shape or arr.dtype != like.dtype:
+            if arr is not None:
+                raise DeepfitError(
+                    f"optimizer state {slot!r} for parameter {name!r} has shape {arr.shape} "
+                    f"{arr.dtype}, the parameter is {like.shape} {like.dtype}; build a new "
+                    f"optimizer after changing the model"
+                )
+            arr = array_module(like).zeros_like(like)
+            store[name] = arr
+        return arr
+
+    def update_(self, name: str, u: Any, t: int) -> None:
+        raise NotImplementedError
+
+
+class ScaleByMomentum(Transform):
+    """``v = beta v + (1 - beta) u``; ``u := v`` (optionally ``v / (1 - beta^t)``).
+
+    The notes' form of Momentum: ``v`` is an EWA of the gradients. PyTorch's SGD momentum
+    keeps ``v = beta v + g`` instead, which equals ours times ``1/(1 - beta)`` in the steady
+    state (so its learning rate is ``(1 - beta)`` times ours).
+    """
+
+    slots = ("v",)
+
+    def __init__(self, beta: float = 0.9, bias_correction: bool = False) -> None:
+        super().__init__()
+        self.beta = _check_beta("momentum beta", beta)
+        self.bias_correction = bias_correction
+
+    def update_(self, name, u, t):
+        v = ewa_update_(self._slot("v", name, u), u, self.beta)
+        u[...] = v
+        if self.bias_correction:
+            u /= bias_correction(self.beta, t)
+
+
+class ScaleByRMS(Transform):
+    """``s = beta s + (1 - beta) u^2``; ``u := u / (sqrt(s_hat) + eps)``.
+
+    ``s_hat = s / (1 - beta^t)`` with bias correction, else ``s`` (RMSprop as in the notes
+    and PyTorch, whose ``alpha`` is our ``beta``).
+    """
+
+    slots = ("s",)
+
+    def __init__(self, beta: float = 0.9, eps: float = 1e-8, bias_correction: bool = False):
+        super().__init__()
+        self.beta = _check_beta("RMSprop beta", beta)
+        self.eps = _check_eps(eps)
+        self.bias_correction = bias_correction
+
+    def update_(self, name, u, t):
+        xp = array_module(u)
+        s = ewa_update_(self._slot("s", name, u), u * u, self.beta)
+        c = bias_correction(self.beta, t) if self.bias_correction else 1.0
+        denom = xp.sqrt(s / c)
+        denom += self.eps
+        u /= denom
+
+
+class ScaleByAdam(Transform):
+    """Adam's direction: Momentum's EWA of ``g`` over RMSprop's EWA of ``g^2``, both
+    bias-corrected::
+
+        v = beta1 v + (1 - beta1) g            s = beta2 s + (1 - beta2) g^2
+        v_hat = v / (1 - beta1^t)              s_hat = s / (1 - beta2^t)
+        u := v_hat / (sqrt(s_hat) + eps)
+
+    (The notes print ``s_hat`` with ``v``; the correction of ``s`` uses ``beta2``.)
+
+    References
+    ----------
+    Kingma and Ba, "Adam: a method for stochastic optimization", ICLR 2015.
+    """
+
+    slots = ("v", "s")
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.beta1 = _check_beta("Adam beta1", beta1)
+        self.beta2 = _check_beta("Adam beta2", beta2)
+        self.eps = _check_eps(eps)
+
+    def update_(self, name, u, t):
+        xp = array_module(u)
+        v = ewa_update_(self._slot("v", name, u), u, self.beta1)
+        s = ewa_update_(self._slot("s", name, u), u * u, self.beta2)
+        denom = xp.sqrt(s / bias_correction(self.beta2, t))
+        denom += self.eps
+        xp.divide(v, denom, out=u)
+        u /= bias_correction(self.beta1, t)
