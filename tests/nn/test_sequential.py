@@ -73,9 +73,9 @@ def test_load_state_dict_refuses_mismatches_naming_the_key():
     ):
         model.load_state_dict(bad)
     missing = {k: v for k, v in state.items() if k != "2.b"}
-    with pytest.raises(df.DeepfitError, match="missing 2.b"):
+    with pytest.raises(df.DeepfitError, match=r"missing 2\.b"):
         model.load_state_dict(missing)
-    with pytest.raises(df.DeepfitError, match="unexpected 9.W"):
+    with pytest.raises(df.DeepfitError, match=r"unexpected 9\.W"):
         model.load_state_dict(dict(state, **{"9.W": np.zeros(1)}))
 
 
