@@ -122,3 +122,16 @@ def test_mlp_invalid_arguments(kwargs, message):
 def test_sequential_refuses_non_layers():
     with pytest.raises(df.DeepfitError, match="layer 1 is a str"):
         df.Sequential([df.ReLU(), "relu"])
+
+
+def test_architecture_config_round_trip():
+    model = df.mlp(4, [5, 3], 2, batchnorm=True, keep_prob=0.5, activation="leaky_relu", rng=0)
+    rebuilt = df.Sequential.from_config(model.config())
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.config() == model.config()
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    assert np.array_equal(model.predict(x), rebuilt.predict(x))
+    with pytest.raises(df.DeepfitError, match="layer 1: unknown layer type 'Conv2d'"):
+        df.Sequential.from_config([{"type": "ReLU"}, {"type": "Conv2d"}])
+    with pytest.raises(df.DeepfitError, match=r"layer 0 \(Dense\)"):
+        df.Sequential.from_config([{"type": "Dense", "n_in": 2}])

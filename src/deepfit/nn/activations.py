@@ -57,6 +57,9 @@ class LeakyReLU(Layer):
     def _clear_cache(self) -> None:
         self._slope = None
 
+    def config(self) -> dict:
+        return {"type": "LeakyReLU", "alpha": self.alpha}
+
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"
 

@@ -105,5 +105,8 @@ class BatchNorm(Layer):
     def _clear_cache(self) -> None:
         self._z_hat = self._inv_std = None
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "BatchNorm", "n": self.n, "momentum": self.momentum, "eps": self.eps}
+
     def __repr__(self) -> str:
         return f"BatchNorm({self.n}, momentum={self.momentum}, eps={self.eps})"

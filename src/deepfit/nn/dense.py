@@ -88,6 +88,9 @@ class Dense(Layer):
     def _clear_cache(self) -> None:
         self._x = None
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out, "bias": "b" in self.params}
+
     def __repr__(self) -> str:
         extra = "" if "b" in self.params else ", bias=False"
         return f"Dense({self.n_in}, {self.n_out}{extra})"

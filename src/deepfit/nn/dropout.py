@@ -62,5 +62,8 @@ class Dropout(Layer):
     def _clear_cache(self) -> None:
         self._mask = None
 
+    def config(self) -> dict:
+        return {"type": "Dropout", "keep_prob": self.keep_prob}
+
     def __repr__(self) -> str:
         return f"Dropout(keep_prob={self.keep_prob})"

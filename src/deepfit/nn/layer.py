@@ -47,6 +47,11 @@ class Layer:
         self._clear_cache()
         return self
 
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (its arrays aside), as plain data:
+        ``{"type": class name, ...}``."""
+        return {"type": type(self).__name__}
+
     def _clear_cache(self) -> None:
         """Forget what the last training-mode forward cached."""
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype, to_numpy
 from deepfit.errors import DeepfitError, ShapeError
-from deepfit.nn.activations import get_activation
+from deepfit.nn.activations import LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
 from deepfit.nn.dropout import Dropout
@@ -165,6 +165,19 @@ class Sequential:
             xp = array_module(target)
             target[...] = xp.asarray(state[name], dtype=target.dtype)
 
+    # -- architecture as data ----------------------------------------------------------------
+    def config(self) -> list[dict[str, Any]]:
+        """The architecture as a list of layer configs (JSON-ready; no arrays)."""
+        return [layer.config() for layer in self.layers]
+
+    @classmethod
+    def from_config(
+        cls, config: Sequence[dict[str, Any]], *, dtype: Any = None, rng: RNGLike = None
+    ) -> Sequential:
+        """Rebuild a model from :meth:`config` (fresh weights: load a state dict next)."""
+        gen = as_generator(rng)
+        return cls([layer_from_config(c, i, dtype=dtype, rng=gen) for i, c in enumerate(config)])
+
     # -- container protocol ----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.layers)
@@ -178,6 +191,32 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, BatchNorm, Dropout, ReLU, LeakyReLU, Tanh, Sigmoid)
+}
+
+
+def layer_from_config(
+    config: dict[str, Any], index: int = 0, *, dtype: Any = None, rng: RNGLike = None
+) -> Layer:
+    """Build one layer from its ``config()`` dict; a bad entry names the layer index."""
+    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
+        kind = config.get("type") if isinstance(config, dict) else config
+        raise DeepfitError(
+            f"layer {index}: unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}"
+        )
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    cls = LAYER_TYPES[config["type"]]
+    if cls in (Dense, BatchNorm):
+        kwargs["dtype"] = dtype
+    if cls in (Dense, Dropout):
+        kwargs["rng"] = rng
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise DeepfitError(f"layer {index} ({config['type']}): {exc}") from None
 
 
 def mlp(
