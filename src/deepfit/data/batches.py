@@ -1,0 +1,112 @@
+"""Mini-batches: shuffled index arrays, one new permutation per epoch.
+
+Batch sizes that are powers of two (32, 64, 128, 256, 512) are the usual choice: they fit
+memory and vectorized hardware well. Any size >= 1 works; the last, smaller batch of an
+epoch is kept, so every example is seen exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from deepfit.backend import RNGLike, as_generator
+from deepfit.errors import DataError
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise DataError(
+            f"batch_size must be an integer >= 1, got {batch_size!r} "
+            "(powers of two such as 64 or 256 are the usual choice)"
+        )
+    return int(batch_size)
+
+
+def minibatches(
+    n: int, batch_size: int, rng: RNGLike = None, *, shuffle: bool = True
+) -> Iterator[np.ndarray]:
+    """Yield the index arrays of one epoch's mini-batches over ``n`` examples.
+
+    Parameters
+    ----------
+    n : int
+        Number of examples.
+    batch_size : int
+        Examples per batch, >= 1; powers of two are recommended. The last batch holds the
+        ``n % batch_size`` examples left over, if any.
+    rng : numpy.random.Generator or int, optional
+        Source of the permutation. Pass the *same* Generator every epoch to get a new
+        permutation each epoch (an int seed gives the same permutation every time).
+    shuffle : bool, optional
+        When False, batches follow the order ``0, 1, ..., n-1``.
+
+    Returns
+    -------
+    iterator of numpy.ndarray
+        int64 indices into the data, one array per batch. Arguments are checked and the
+        permutation is drawn when the function is called, not on the first ``next``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise DataError(f"n must be an integer >= 0, got {n!r}")
+    size = _check_batch_size(batch_size)
+    order = as_generator(rng).permutation(int(n)) if shuffle else np.arange(int(n))
+    return (order[start : start + size] for start in range(0, int(n), size))
+
+
+def iterate_minibatches(
+    X: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    rng: RNGLike = None,
+    *,
+    shuffle: bool = True,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield one epoch of ``(X[idx], y[idx])`` mini-batches.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Features, first axis the examples.
+    y : numpy.ndarray
+        Targets, same first axis as ``X``.
+    batch_size : int
+        Examples per batch, >= 1; powers of two are recommended.
+    rng : numpy.random.Generator or int, optional
+        Drives the shuffle and the augmentation; pass one Generator across epochs.
+    shuffle : bool, optional
+        Shuffle the examples (a new permutation each epoch).
+    augment : callable, optional
+        ``(X_batch, rng) -> X_batch_new`` applied to each batch of features, e.g. a
+        :class:`~deepfit.data.augment.Compose`; use it for training batches only.
+
+    Returns
+    -------
+    iterator of (numpy.ndarray, numpy.ndarray)
+        Batches of features and the matching targets.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim < 1 or y.ndim < 1 or X.shape[0] != y.shape[0]:
+        raise DataError(
+            f"X has shape {X.shape} and y has shape {y.shape}; they need the same number of rows"
+        )
+    if augment is not None and not callable(augment):
+        raise DataError(f"augment must be a callable (X_batch, rng) -> X_batch, got {augment!r}")
+    gen = as_generator(rng)
+    batches = minibatches(X.shape[0], batch_size, gen, shuffle=shuffle)
+
+    def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for idx in batches:
+            Xb = X[idx]
+            if augment is not None:
+                Xb = augment(Xb, gen)
+            yield Xb, y[idx]
+
+    return epoch()
