@@ -24,6 +24,15 @@ from deepfit.nn import (
     mlp,
 )
 from deepfit.optim import EWA, SGD, Adam, Momentum, RMSprop, schedules
+from deepfit.training import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    History,
+    MetricsLog,
+    Progress,
+    Trainer,
+)
 
 __version__ = "0.1.0"
 
@@ -34,16 +43,22 @@ __all__ = [
     "SGD",
     "Adam",
     "BatchNorm",
+    "Callback",
+    "Checkpoint",
     "DataError",
     "DeepfitError",
     "Dense",
     "Dropout",
+    "EarlyStopping",
     "GradCheckResult",
     "GradientCheckError",
+    "History",
     "Layer",
     "LeakyReLU",
     "MeanSquaredError",
+    "MetricsLog",
     "Momentum",
+    "Progress",
     "RMSprop",
     "ReLU",
     "Sequential",
@@ -52,6 +67,7 @@ __all__ = [
     "SigmoidBinaryCrossEntropy",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "Trainer",
     "__version__",
     "gradcheck",
     "init",

@@ -7,7 +7,7 @@ from deepfit.nn.dense import Dense
 from deepfit.nn.dropout import Dropout
 from deepfit.nn.layer import Layer
 from deepfit.nn.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from deepfit.nn.objective import cost, cost_and_gradients, make_penalties
+from deepfit.nn.objective import cost, cost_and_gradients, forward_backward, make_penalties
 from deepfit.nn.penalties import L1, L2, Penalty
 from deepfit.nn.sequential import Sequential, mlp
 
@@ -30,6 +30,7 @@ __all__ = [
     "Tanh",
     "cost",
     "cost_and_gradients",
+    "forward_backward",
     "init",
     "make_penalties",
     "mlp",

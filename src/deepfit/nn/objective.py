@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from deepfit.nn.losses import Loss
@@ -21,6 +22,35 @@ def _weights(model: Sequential) -> tuple[list[Any], list[Any]]:
     return [params[n] for n in names], [grads[n] for n in names]
 
 
+@dataclass
+class Evaluation:
+    """One evaluation of the objective on a batch: ``J = data_loss + penalty``."""
+
+    data_loss: float
+    penalty: float
+    outputs: Any
+
+    @property
+    def total(self) -> float:
+        return self.data_loss + self.penalty
+
+
+def evaluate_objective(
+    model: Sequential,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    penalties: Sequence[Penalty] = (),
+    training: bool = True,
+) -> Evaluation:
+    """Forward pass, loss and penalties for a batch of ``m = len(x)`` rows (no backward)."""
+    outputs = model.forward(x, training=training)
+    data_loss = loss.forward(outputs, y)
+    weights, _ = _weights(model) if penalties else ([], [])
+    penalty = sum((p.value(weights, x.shape[0]) for p in penalties), 0.0)
+    return Evaluation(data_loss, penalty, outputs)
+
+
 def cost(
     model: Sequential,
     loss: Loss,
@@ -30,9 +60,25 @@ def cost(
     training: bool = True,
 ) -> float:
     """``J = loss(model(x), y) + sum of penalties`` for a batch of ``m = len(x)`` rows."""
-    value = loss.forward(model.forward(x, training=training), y)
-    weights, _ = _weights(model)
-    return value + sum(p.value(weights, x.shape[0]) for p in penalties)
+    return evaluate_objective(model, loss, x, y, penalties, training).total
+
+
+def forward_backward(
+    model: Sequential,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    penalties: Sequence[Penalty] = (),
+) -> Evaluation:
+    """Training-mode forward and backward: leaves ``dJ/dtheta`` in ``model.grads`` (penalty
+    gradients included) and returns the evaluation (data loss, penalty, outputs)."""
+    evaluation = evaluate_objective(model, loss, x, y, penalties, training=True)
+    model.backward(loss.backward())
+    if penalties:
+        weights, grads = _weights(model)
+        for p in penalties:
+            p.add_grad(weights, grads, x.shape[0])
+    return evaluation
 
 
 def cost_and_gradients(
@@ -44,9 +90,4 @@ def cost_and_gradients(
 ) -> float:
     """Training-mode forward and backward: returns ``J`` and leaves ``dJ/dtheta`` in
     ``model.grads`` (penalty gradients included)."""
-    value = cost(model, loss, x, y, penalties, training=True)
-    model.backward(loss.backward())
-    weights, grads = _weights(model)
-    for p in penalties:
-        p.add_grad(weights, grads, x.shape[0])
-    return value
+    return forward_backward(model, loss, x, y, penalties).total
