@@ -3,6 +3,8 @@
 The public API, re-exported from the subpackages; nothing is defined here.
 """
 
+from deepfit import io
+from deepfit.bundle import ModelBundle
 from deepfit.checks import GradCheckResult, gradcheck
 from deepfit.errors import DataError, DeepfitError, GradientCheckError, ShapeError
 from deepfit.nn import (
@@ -57,6 +59,7 @@ __all__ = [
     "LeakyReLU",
     "MeanSquaredError",
     "MetricsLog",
+    "ModelBundle",
     "Momentum",
     "Progress",
     "RMSprop",
@@ -71,6 +74,7 @@ __all__ = [
     "__version__",
     "gradcheck",
     "init",
+    "io",
     "mlp",
     "schedules",
 ]

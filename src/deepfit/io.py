@@ -15,12 +15,12 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from deepfit.bundle import ModelBundle
 from deepfit.errors import DeepfitError
 
 META_KEY = "__meta__"
@@ -116,36 +116,6 @@ def load_arrays(path: str | Path, expected_format: str) -> tuple[dict[str, np.nd
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DeepfitError(f"{path}: expected a {expected_format} file, found {found!r}")
     return arrays, meta
-
-
-@dataclass
-class ModelBundle:
-    """Everything needed to use a trained network on raw inputs.
-
-    Attributes
-    ----------
-    model : Sequential
-    loss : str
-        The loss's registry name (``softmax_cross_entropy``, ``sigmoid_binary_cross_entropy``,
-        ``mse``); its ``output`` turns logits into predictions.
-    standardizer : dict or None
-        The fitted standardizer's ``state_dict()`` (applied before the model).
-    class_names : list of str or None
-        Original labels for class indices ``0..K-1`` (classification only).
-    feature_names : list of str or None
-    config : dict
-        The resolved config that produced the model (for the record).
-    image_shape : tuple or None
-    """
-
-    model: Any
-    loss: str = "softmax_cross_entropy"
-    standardizer: dict[str, Any] | None = None
-    class_names: list[str] | None = None
-    feature_names: list[str] | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    image_shape: tuple[int, ...] | None = None
-    version: str = ""
 
 
 def save(bundle: ModelBundle, path: str | Path) -> Path:

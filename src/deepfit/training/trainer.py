@@ -105,6 +105,9 @@ class Trainer:
         self.stop_training = False
         self.stop_reason: str | None = None
         self.resumed = False
+        # the NaN guard reports a diverging run once, in words; numpy's overflow warnings
+        # on the way there would only repeat it
+        self._errstate = {"over": "ignore", "invalid": "ignore"} if terminate_on_nan else {}
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -211,7 +214,8 @@ class Trainer:
                 xb = X[idx]
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
-                step = forward_backward(self.model, self.loss, xb, y[idx], self.penalties)
+                with np.errstate(**self._errstate):
+                    step = forward_backward(self.model, self.loss, xb, y[idx], self.penalties)
                 if self.terminate_on_nan and not math.isfinite(step.total):
                     self._stop_on_nan(step.total, epoch, b, last_good)
                     break
