@@ -356,3 +356,70 @@ def _npz_target(
         out = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
     check_classes(tuple(label_key(v) for v in np.unique(out)), str(p), column="y")
     return out, names, task
+
+
+def read_features(
+    path: str | Path,
+    feature_names: list[str] | tuple[str, ...] | None,
+    *,
+    target: str | None = None,
+    delimiter: str = ",",
+) -> tuple[np.ndarray, list[str] | None]:
+    """Read raw feature rows (and the target cells, if that column is present) for a model.
+
+    Columns are matched *by name* to ``feature_names`` (the model's training columns, in
+    any order); a missing feature column or an unknown extra column is refused naming it.
+    Without ``feature_names`` every column but ``target`` is a feature, in file order.
+    Cells are validated as in :func:`csv`. Returns ``(X float32, target cells or None)``.
+    """
+    p = Path(path)
+    try:
+        fh = p.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
+    with fh:
+        reader = _csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            while header is not None and not any(c.strip() for c in header):
+                header = next(reader, None)
+            if header is None:
+                raise DataError(f"{p}: the file is empty; expected a header line")
+            header = [h.strip() for h in header]
+            t_col = header.index(target) if target and target in header else None
+            if feature_names is None:
+                f_cols = [j for j in range(len(header)) if j != t_col]
+            else:
+                missing = [f for f in feature_names if f not in header]
+                if missing:
+                    raise DataError(
+                        f"{p}: no column {missing[0]!r} in the header; the model was trained on "
+                        f"{', '.join(feature_names)}"
+                    )
+                extra = [h for j, h in enumerate(header) if h not in feature_names and j != t_col]
+                if extra:
+                    raise DataError(
+                        f"{p}: column {extra[0]!r} was not among the model's training features"
+                    )
+                f_cols = [header.index(f) for f in feature_names]
+            rows, cells = [], []
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue
+                where = f"{p}: row {len(rows) + 1} (line {reader.line_num})"
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{where}: {len(row)} cells but the header has {len(header)} columns"
+                    )
+                rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
+                if t_col is not None:
+                    cells.append(row[t_col].strip())
+        except _csv.Error as exc:
+            raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from exc
+    if not rows:
+        raise DataError(f"{p}: the file has a header but no data rows")
+    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(f_cols))
+    names = [header[j] for j in f_cols]
+    return to_float32(X, str(p), names), (cells if t_col is not None else None)

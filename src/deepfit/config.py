@@ -1,0 +1,468 @@
+"""Run configuration: a TOML file validated against a declared schema.
+
+Every key has a type, a default and an allowed range, declared once in :data:`SCHEMA`.
+Validation refuses unknown keys (suggesting the closest valid one), wrong types and
+out-of-range values, each with one line naming the dotted key. :func:`resolve` fills in every
+default, so a run directory's ``config.toml`` says exactly what ran.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepfit.errors import DeepfitError
+
+
+class ConfigError(DeepfitError):
+    """A config key is unknown, of the wrong type, or out of range."""
+
+
+# -- value checkers ---------------------------------------------------------------------------
+Check = Callable[[Any], Any]
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def number(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open=False,
+    hi_open=False,
+    integer: bool = False,
+) -> tuple[Check, str]:
+    """A numeric key in [lo, hi] (open ends as asked); ``integer`` refuses fractions."""
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    kind = "an integer" if integer else "a number"
+    if lo is None and hi is None:
+        rule = kind
+    elif hi is None:
+        rule = f"{kind} {'>' if lo_open else '>='} {lo:g}"
+    else:
+        rule = f"{kind} in {left}{lo:g}, {hi:g}{right}"
+
+    def check(value: Any) -> Any:
+        if integer:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = _is_number(value) and math.isfinite(value)
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        if not ok:
+            raise ValueError(rule)
+        return value if integer else float(value)
+
+    return check, rule
+
+
+def choice(*options: str) -> tuple[Check, str]:
+    rule = "one of " + ", ".join(repr(o) for o in options)
+
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
+def boolean() -> tuple[Check, str]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError("true or false")
+        return value
+
+    return check, "true or false"
+
+
+def text() -> tuple[Check, str]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("a string")
+        return value
+
+    return check, "a string"
+
+
+def widths() -> tuple[Check, str]:
+    rule = "a list of positive integers (layer widths), e.g. [128, 64]"
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        ):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
+def keep_probs() -> tuple[Check, str]:
+    rule = "a number in (0, 1] or a list of them (one per hidden layer)"
+
+    def check(value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(_is_number(v) and 0 < v <= 1 for v in values):
+            raise ValueError(rule)
+        return [float(v) for v in value] if isinstance(value, list) else float(value)
+
+    return check, rule
+
+
+def split_spec() -> tuple[Check, str]:
+    rule = '"auto" or three fractions [train, dev, test] summing to 1'
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        if (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(_is_number(v) and 0 <= v < 1 for v in value)
+            and abs(sum(value) - 1) < 1e-9
+            and value[0] > 0
+        ):
+            return [float(v) for v in value]
+        raise ValueError(rule)
+
+    return check, rule
+
+
+def augmentations() -> tuple[Check, str]:
+    options = ("flip", "crop", "shift")
+    rule = f"a list drawn from {', '.join(repr(o) for o in options)}"
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, list) or not all(v in options for v in value):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its default, its checker and the rule the checker enforces."""
+
+    default: Any
+    check: Check
+    rule: str
+    doc: str = ""
+
+
+def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
+    return Key(default, spec[0], spec[1], doc)
+
+
+DATA_SOURCES = (
+    "digits", "breast_cancer", "wine", "iris", "circles", "moons", "idx", "mnist",
+    "fashion_mnist", "csv", "npz",
+)  # fmt: skip
+
+SCHEDULE_KINDS = ("constant", "inverse_time", "exponential", "inverse_sqrt", "step", "cosine")
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "data": {
+        "source": key("digits", choice(*DATA_SOURCES), "where the examples come from"),
+        "path": key("", text(), "csv or npz file (relative paths: to the config file)"),
+        "images": key("", text(), "IDX images file (source = 'idx')"),
+        "labels": key("", text(), "IDX labels file (source = 'idx')"),
+        "target": key("target", text(), "the csv column holding the label"),
+        "task": key("auto", choice("auto", "classification", "regression")),
+        "dev_path": key("", text(), "optional separate dev file (csv or npz)"),
+        "test_path": key("", text(), "optional separate test file (csv or npz)"),
+        "split": key("auto", split_spec(), "train/dev/test fractions, or sized to the data"),
+        "normalize": key(
+            "standardize",
+            choice("standardize", "scale", "none"),
+            "standardize on the training split, or divide by its largest |x| (pixels: 255)",
+        ),
+        "augment": key([], augmentations(), "image augmentations for training batches"),
+        "max_examples": key(0, number(0, integer=True), "use at most this many (0: all)"),
+        "n_samples": key(500, number(10, integer=True), "size of circles / moons"),
+        "noise": key(0.1, number(0), "noise of circles / moons"),
+        "cache_dir": key("", text(), "download cache for mnist / fashion_mnist"),
+    },
+    "model": {
+        "hidden": key([64], widths(), "hidden layer widths"),
+        "activation": key("relu", choice("relu", "leaky_relu", "tanh", "sigmoid")),
+        "init": key("he", choice("he", "xavier", "glorot_uniform", "normal", "zeros")),
+        "batchnorm": key(False, boolean()),
+        "keep_prob": key(1.0, keep_probs(), "dropout keep probability"),
+        "l2": key(0.0, number(0), "L2 penalty lambda: lambda/(2m) sum ||W||^2"),
+        "l1": key(0.0, number(0), "L1 penalty lambda: lambda/m sum |W|"),
+        "loss": key(
+            "auto", choice("auto", "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mse")
+        ),
+    },
+    "train": {
+        "optimizer": key("adam", choice("sgd", "momentum", "rmsprop", "adam")),
+        "lr": key(0.001, number(0, lo_open=True), "learning rate"),
+        "beta": key(0.9, number(0, 1, hi_open=True), "Momentum / RMSprop beta"),
+        "beta1": key(0.9, number(0, 1, hi_open=True), "Adam's first-moment beta"),
+        "beta2": key(0.999, number(0, 1, hi_open=True), "Adam's second-moment beta"),
+        "eps": key(1e-8, number(0, lo_open=True)),
+        "weight_decay": key(0.0, number(0), "decoupled weight decay (AdamW)"),
+        "batch_size": key(64, number(1, integer=True)),
+        "epochs": key(50, number(1, integer=True)),
+        "seed": key(0, number(0, integer=True)),
+        "device": key("cpu", choice("cpu", "gpu")),
+        "dtype": key("float32", choice("float32", "float64")),
+        "schedule": {
+            "kind": key("constant", choice(*SCHEDULE_KINDS), "learning-rate schedule"),
+            "rate": key(1.0, number(0), "inverse_time / inverse_sqrt decay rate"),
+            "k": key(0.95, number(0, 1, lo_open=True), "exponential decay base"),
+            "every": key(10, number(1, integer=True), "step: epochs per drop"),
+            "factor": key(0.5, number(0, 1, lo_open=True), "step: multiplier per drop"),
+            "total": key(0, number(0, integer=True), "cosine: epochs to anneal (0: epochs)"),
+            "lr_min": key(0.0, number(0), "cosine: final learning rate"),
+            "warmup": key(0, number(0, integer=True), "linear warm-up epochs"),
+        },
+        "early_stopping": {
+            "enabled": key(True, boolean()),
+            "monitor": key("dev_loss", choice("dev_loss", "dev_accuracy", "train_loss")),
+            "patience": key(10, number(0, integer=True)),
+            "min_delta": key(0.0, number(0)),
+            "criterion": key("patience", choice("patience", "GL", "PQ", "UP")),
+            "alpha": key(0.0, number(0), "threshold of GL / PQ / UP (0: Prechelt's default)"),
+            "restore_best": key(True, boolean()),
+        },
+    },
+    "diagnose": {
+        "bayes_error": key(0.0, number(0, 1), "estimate of the best achievable error"),
+        "tolerance": key(0.02, number(0, 1), "gap that counts as high bias / variance"),
+    },
+}
+
+
+def register_section(name: str, schema: dict[str, Any]) -> None:
+    """Add a top-level section to the schema (used by :mod:`deepfit.tuning` for ``[tune]``)."""
+    SCHEMA[name] = schema
+
+
+def _all_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for name, spec in schema.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(spec, dict):
+            keys.extend(_all_keys(spec, dotted + "."))
+        else:
+            keys.append(dotted)
+    return keys
+
+
+# Names other frameworks use for our keys: suggested before any spelling match.
+ALIASES = {
+    "learning_rate": "lr", "lr0": "lr", "alpha": "lr", "momentum": "beta", "rho": "beta",
+    "epsilon": "eps", "layers": "hidden", "hidden_layer_sizes": "hidden", "units": "hidden",
+    "dropout": "keep_prob", "lambda": "l2", "lambd": "l2", "weight_decay": "weight_decay",
+    "batchsize": "batch_size", "max_epochs": "epochs", "max_iter": "epochs",
+    "random_state": "seed", "batch_norm": "batchnorm", "bn": "batchnorm",
+}  # fmt: skip
+
+
+def _unknown(dotted: str, schema: Mapping[str, Any], prefix: str) -> ConfigError:
+    local = [f"{prefix}{k}" for k in schema]
+    alias = ALIASES.get(dotted.rsplit(".", 1)[-1])
+    if alias in schema:
+        candidates = [f"{prefix}{alias}"]
+    else:
+        candidates = difflib.get_close_matches(dotted, local, n=1, cutoff=0.6)
+        candidates = candidates or difflib.get_close_matches(
+            dotted, _all_keys(SCHEMA), n=1, cutoff=0.6
+        )
+    hint = f"; did you mean {candidates[0]!r}?" if candidates else ""
+    valid = ", ".join(schema)
+    return ConfigError(f"config key {dotted!r} is unknown{hint} (valid here: {valid})")
+
+
+def _validate(
+    values: Mapping[str, Any], schema: Mapping[str, Any], prefix: str, *, fill: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        dotted = f"{prefix}{name}"
+        if name not in schema:
+            raise _unknown(dotted, schema, prefix)
+        spec = schema[name]
+        if isinstance(spec, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {dotted!r} must be a table, got {_describe(value)}")
+            out[name] = _validate(value, spec, dotted + ".", fill=fill)
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(f"config key {dotted!r} must be {spec.rule}, got a table")
+        try:
+            out[name] = spec.check(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"config key {dotted!r} must be {exc}, got {_describe(value)}"
+            ) from None
+    if fill:
+        for name, spec in schema.items():
+            if name not in out:
+                if isinstance(spec, dict):
+                    out[name] = _validate({}, spec, f"{prefix}{name}.", fill=True)
+                else:
+                    out[name] = (
+                        spec.default.copy() if isinstance(spec.default, list) else spec.default
+                    )
+    return out
+
+
+def validate(config: Mapping[str, Any], *, fill: bool = True) -> dict[str, Any]:
+    """Check ``config`` against the schema; with ``fill`` add every missing default."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"a config is a table of sections, got {type(config).__name__}")
+    resolved = _validate(config, SCHEMA, "", fill=fill)
+    _check_cross_fields(resolved)
+    return resolved
+
+
+def _check_cross_fields(config: dict[str, Any]) -> None:
+    data, model = config.get("data", {}), config.get("model", {})
+    source = data.get("source")
+    needs = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels")}
+    for field in needs.get(source, ()):
+        if not data.get(field):
+            raise ConfigError(
+                f"config key 'data.{field}' is required when data.source = {source!r}"
+            )
+    kp = model.get("keep_prob")
+    hidden = model.get("hidden")
+    if isinstance(kp, list) and hidden is not None and len(kp) != len(hidden):
+        raise ConfigError(
+            f"config key 'model.keep_prob' has {len(kp)} values for {len(hidden)} hidden layers "
+            f"(model.hidden = {hidden})"
+        )
+
+
+def get(config: Mapping[str, Any], dotted: str) -> Any:
+    """Value at ``"section.key"`` (nested tables included)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"config key {dotted!r} is not set")
+        node = node[part]
+    return node
+
+
+def set_value(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``"section.key"`` in ``config`` (creating tables on the way); unknown keys are
+    refused with the closest valid suggestion."""
+    parts = dotted.split(".")
+    schema: Any = SCHEMA
+    node = config
+    for i, part in enumerate(parts):
+        prefix = ".".join(parts[:i])
+        if not isinstance(schema, dict) or part not in schema:
+            raise _unknown(
+                dotted, schema if isinstance(schema, dict) else {}, prefix + "." if prefix else ""
+            )
+        schema = schema[part]
+        if i < len(parts) - 1:
+            node = node.setdefault(part, {})
+    if isinstance(schema, dict):
+        raise ConfigError(f"config key {dotted!r} is a table; set one of its keys")
+    node[parts[-1]] = value
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """``"train.lr=0.01"`` -> ``("train.lr", 0.01)``; the value is read as TOML, and as a
+    plain string when it is not valid TOML (``data.source=csv``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    dotted, raw = (s.strip() for s in assignment.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return dotted, value
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read, override and validate a TOML config; returns the resolved config.
+
+    Relative file paths in ``[data]`` are made relative to the config file's folder.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    for assignment in overrides:
+        dotted, value = parse_override(assignment)
+        set_value(raw, dotted, value)
+    try:
+        config = validate(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for field in ("path", "images", "labels", "dev_path", "test_path", "cache_dir"):
+        value = config["data"][field]
+        if value and not Path(value).expanduser().is_absolute():
+            config["data"][field] = str((path.parent / value).resolve())
+    return config
+
+
+def defaults() -> dict[str, Any]:
+    """The complete default config."""
+    return validate({})
+
+
+# -- writing TOML ---------------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dumps(config: Mapping[str, Any]) -> str:
+    """Write a config (nested tables of scalars and lists) as TOML text."""
+    lines: list[str] = []
+
+    def table(node: Mapping[str, Any], name: str) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, Mapping)}
+        tables = {k: v for k, v in node.items() if isinstance(v, Mapping)}
+        if name and (scalars or not tables):
+            lines.append(f"[{name}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        if name and (scalars or not tables):
+            lines.append("")
+        for k, v in tables.items():
+            table(v, f"{name}.{k}" if name else k)
+
+    table(config, "")
+    return "\n".join(lines).rstrip() + "\n"

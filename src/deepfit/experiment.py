@@ -1,0 +1,447 @@
+"""One run from one config: data -> model -> trainer -> evaluation, diagnosis, run directory.
+
+The command line, every tuning trial and every lab experiment call :func:`run`; none of them
+rebuilds the pipeline. A run directory holds ``config.toml`` (the resolved config, every
+default written out), ``metrics.csv``, ``checkpoint.npz``, ``model.npz``, ``summary.json`` and
+the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfit import data as datasets
+from deepfit.bundle import ModelBundle
+from deepfit.checks.biasvariance import LearningCurve, diagnose_metrics
+from deepfit.config import ConfigError, dumps
+from deepfit.errors import DataError, DeepfitError
+from deepfit.io import atomic_write_text, save
+from deepfit.nn.sequential import Sequential, mlp
+from deepfit.optim import schedules
+from deepfit.optim.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
+from deepfit.training.callbacks import Callback, Checkpoint, EarlyStopping, MetricsLog, Progress
+from deepfit.training.trainer import Trainer
+
+SUMMARY_FILE = "summary.json"
+MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.toml"
+
+
+def streams(seed: int) -> dict[str, int]:
+    """Independent integer seeds for the split, the model and the training loop."""
+    children = np.random.SeedSequence(seed).spawn(3)
+    names = ("data", "model", "train")
+    return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
+
+
+# -- data -------------------------------------------------------------------------------------
+@dataclass
+class PreparedData:
+    """Splits ready for training (normalized), and what the model file needs to know."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    dev: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    task: str
+    n_outputs: int
+    standardizer: dict[str, Any] | None
+    class_names: list[str] | None
+    feature_names: list[str] | None
+    image_shape: tuple[int, ...] | None
+    name: str = ""
+    augment: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_file(path: str, cfg: dict[str, Any]) -> datasets.Dataset:
+    task = None if cfg["task"] == "auto" else cfg["task"]
+    if path.endswith(".npz"):
+        return datasets.npz(path, task=task)
+    return datasets.csv(path, target=cfg["target"], task=task)
+
+
+def load_source(cfg: dict[str, Any], seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The dataset named by ``[data]`` and, for sources with an official test split, that."""
+    source = cfg["source"]
+    if source in ("digits", "breast_cancer", "wine", "iris"):
+        return getattr(datasets, source)(), None
+    if source in ("circles", "moons"):
+        return getattr(datasets, source)(
+            n_samples=cfg["n_samples"], noise=cfg["noise"], rng=seed
+        ), None
+    if source == "idx":
+        return datasets.idx(cfg["images"], cfg["labels"]), None
+    if source in ("mnist", "fashion_mnist"):
+        train, test = getattr(datasets, source)(cfg["cache_dir"] or None)
+        return train, test
+    if source in ("csv", "npz"):
+        return _load_file(cfg["path"], cfg), None
+    raise ConfigError(f"config key 'data.source' has no loader for {source!r}")
+
+
+def _relabel(extra: datasets.Dataset, main: datasets.Dataset, where: str) -> np.ndarray:
+    """Labels of a separate dev/test file as indices of the training file's classes."""
+    if main.class_names is None:
+        return extra.y
+    raw = np.asarray(extra.class_names, dtype=object)[extra.y]
+    return datasets.encode_labels(raw, main.class_names, source=where)
+
+
+def prepare(config: dict[str, Any]) -> PreparedData:
+    """Load, subsample, split, normalize (fitted on train only) and set up augmentation."""
+    cfg = config["data"]
+    seed = streams(config["train"]["seed"])["data"]
+    main, official_test = load_source(cfg, seed)
+    X, y = main.X, main.y
+    if cfg["max_examples"] and X.shape[0] > cfg["max_examples"]:
+        keep = np.sort(np.random.default_rng(seed).permutation(X.shape[0])[: cfg["max_examples"]])
+        X, y = X[keep], y[keep]
+    dev = test = None
+    if official_test is not None:
+        test = (official_test.X, _relabel(official_test, main, "test set"))
+    for field_name in ("dev_path", "test_path"):
+        if cfg[field_name]:
+            extra = _load_file(cfg[field_name], cfg)
+            if extra.n_features != main.n_features:
+                raise DataError(
+                    f"{cfg[field_name]}: {extra.n_features} features, the training data has "
+                    f"{main.n_features}"
+                )
+            pair = (extra.X, _relabel(extra, main, cfg[field_name]))
+            if field_name == "dev_path":
+                dev = pair
+            else:
+                test = pair
+    fractions = cfg["split"]
+    if fractions != "auto":
+        fractions = list(fractions)
+        if dev is not None:
+            fractions = [fractions[0] + fractions[1], 0.0, fractions[2]]
+        if test is not None:
+            fractions = [fractions[0] + fractions[2], fractions[1], 0.0]
+    split = datasets.train_dev_test_split(X, y, fractions, rng=seed, dev=dev, test=test)
+    (Xtr, ytr), (Xd, yd), (Xte, yte) = split
+    standardizer = None
+    if cfg["normalize"] == "standardize":
+        scaler = datasets.Standardizer().fit(Xtr)
+        standardizer = scaler.state_dict()
+    elif cfg["normalize"] == "scale":
+        peak = float(np.abs(Xtr).max()) or 1.0
+        standardizer = {"mean": np.zeros(Xtr.shape[1]), "std": np.full(Xtr.shape[1], peak)}
+
+    def normalized(A: np.ndarray) -> np.ndarray:
+        if standardizer is None:
+            return A.astype(np.float32, copy=False)
+        return ((A - standardizer["mean"]) / standardizer["std"]).astype(np.float32)
+
+    augment = None
+    if cfg["augment"]:
+        if main.image_shape is None:
+            raise ConfigError(
+                f"config key 'data.augment' needs image-shaped data; source {cfg['source']!r} "
+                f"is tabular"
+            )
+        parts = {
+            "flip": lambda: datasets.HorizontalFlip(main.image_shape),
+            "crop": lambda: datasets.RandomCrop(main.image_shape, padding=2),
+            "shift": lambda: datasets.RandomShift(main.image_shape, max_shift=2),
+        }
+        augment = datasets.Compose(*(parts[name]() for name in cfg["augment"]))
+    if main.task == "classification":
+        n_outputs = len(main.class_names)
+        if n_outputs < 2:
+            raise DataError(f"{main.name}: a single class; classification needs at least two")
+    else:
+        n_outputs = 1 if ytr.ndim == 1 else ytr.shape[1]
+    return PreparedData(
+        train=(normalized(Xtr), ytr),
+        dev=(normalized(Xd), yd),
+        test=(normalized(Xte), yte),
+        task=main.task,
+        n_outputs=n_outputs,
+        standardizer=standardizer,
+        class_names=list(main.class_names) if main.class_names is not None else None,
+        feature_names=list(main.feature_names) if main.feature_names is not None else None,
+        image_shape=main.image_shape,
+        name=main.name,
+        augment=augment,
+    )
+
+
+# -- model and optimization ----------------------------------------------------------------------
+def loss_name(config: dict[str, Any], task: str) -> str:
+    chosen = config["model"]["loss"]
+    if chosen != "auto":
+        if (chosen == "mse") != (task == "regression"):
+            raise ConfigError(f"config key 'model.loss' = {chosen!r} does not fit a {task} task")
+        return chosen
+    return "mse" if task == "regression" else "softmax_cross_entropy"
+
+
+def build_model(config: dict[str, Any], n_in: int, n_out: int, loss: str) -> Sequential:
+    m = config["model"]
+    if loss == "sigmoid_binary_cross_entropy":
+        n_out = 1
+    return mlp(
+        n_in,
+        m["hidden"],
+        n_out,
+        activation=m["activation"],
+        init=m["init"],
+        batchnorm=m["batchnorm"],
+        keep_prob=m["keep_prob"],
+        rng=streams(config["train"]["seed"])["model"],
+        dtype=config["train"]["dtype"],
+    )
+
+
+def build_optimizer(config: dict[str, Any]) -> Optimizer:
+    t = config["train"]
+    wd = t["weight_decay"]
+    if t["optimizer"] == "sgd":
+        return SGD(t["lr"], weight_decay=wd)
+    if t["optimizer"] == "momentum":
+        return Momentum(t["lr"], beta=t["beta"], weight_decay=wd)
+    if t["optimizer"] == "rmsprop":
+        return RMSprop(t["lr"], beta=t["beta"], eps=t["eps"], weight_decay=wd)
+    return Adam(t["lr"], beta1=t["beta1"], beta2=t["beta2"], eps=t["eps"], weight_decay=wd)
+
+
+def build_schedule(config: dict[str, Any]) -> schedules.Schedule | None:
+    t = config["train"]
+    s = t["schedule"]
+    lr0 = t["lr"]
+    kind = s["kind"]
+    try:
+        if kind == "constant":
+            base: schedules.Schedule = schedules.constant(lr0)
+        elif kind == "inverse_time":
+            base = schedules.inverse_time(lr0, s["rate"])
+        elif kind == "exponential":
+            base = schedules.exponential(lr0, s["k"])
+        elif kind == "inverse_sqrt":
+            base = schedules.inverse_sqrt(lr0, s["rate"])
+        elif kind == "step":
+            base = schedules.step(lr0, s["every"], s["factor"])
+        else:
+            total = s["total"] or max(t["epochs"] - s["warmup"], 1)
+            base = schedules.cosine(lr0, total, min(s["lr_min"], lr0))
+        if s["warmup"]:
+            return schedules.warmup(base, s["warmup"])
+    except DeepfitError as exc:
+        raise ConfigError(f"config table 'train.schedule': {exc}") from None
+    return None if kind == "constant" else base
+
+
+def build_early_stopping(config: dict[str, Any]) -> EarlyStopping | None:
+    es = config["train"]["early_stopping"]
+    if not es["enabled"]:
+        return None
+    try:
+        return EarlyStopping(
+            monitor=es["monitor"],
+            patience=es["patience"],
+            min_delta=es["min_delta"],
+            restore_best=es["restore_best"],
+            criterion=es["criterion"],
+            alpha=es["alpha"] or None,
+        )
+    except DeepfitError as exc:
+        raise ConfigError(f"config table 'train.early_stopping': {exc}") from None
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Loss, and accuracy (classification) or R^2 (regression), with dropout off."""
+    if X.shape[0] == 0:
+        return {}
+    result = trainer.evaluate(X, y)
+    if trainer.task == "regression":
+        pred = trainer.predict(X).reshape(y.shape[0], -1)
+        target = y.reshape(y.shape[0], -1)
+        sst = float(((target - target.mean(axis=0)) ** 2).sum())
+        result["r2"] = 1.0 - float(((pred - target) ** 2).sum()) / sst if sst else 0.0
+    return result
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run(
+    config: dict[str, Any],
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks: Sequence[Callback] = (),
+    write_plots: bool = True,
+    prepared: PreparedData | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate the model of ``config`` (a resolved config, see
+    :func:`deepfit.config.load`); returns the summary and, with ``out_dir``, writes the run
+    directory. ``resume`` continues from ``out_dir/checkpoint.npz`` when it exists."""
+    start = time.perf_counter()
+    data = prepared if prepared is not None else prepare(config)
+    loss = loss_name(config, data.task)
+    Xtr, ytr = data.train
+    model = build_model(config, Xtr.shape[1], data.n_outputs, loss)
+    if config["train"]["device"] == "gpu":
+        to = getattr(model, "to", None)
+        if to is None:
+            raise ConfigError("config key 'train.device' = 'gpu' is not supported by this build")
+        to("cupy")
+    cbs: list[Callback] = list(callbacks)
+    stopper = build_early_stopping(config)
+    has_dev = data.dev[0].shape[0] > 0
+    if stopper is not None:
+        if stopper.monitor.startswith("dev") and not has_dev:
+            raise ConfigError(
+                "config key 'train.early_stopping.monitor' needs a dev set; data.split gives "
+                "it no examples"
+            )
+        cbs.append(stopper)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CONFIG_FILE, dumps(config))
+        cbs += [MetricsLog(out / METRICS_FILE), Checkpoint(out / CHECKPOINT_FILE)]
+    cbs.append(Progress(enabled=progress))
+    trainer = Trainer(
+        model,
+        loss=loss,
+        optimizer=build_optimizer(config),
+        batch_size=config["train"]["batch_size"],
+        l2=config["model"]["l2"],
+        l1=config["model"]["l1"],
+        schedule=build_schedule(config),
+        callbacks=cbs,
+        seed=streams(config["train"]["seed"])["train"],
+        augment=data.augment,
+    )
+    history = trainer.fit(
+        Xtr,
+        ytr,
+        epochs=config["train"]["epochs"],
+        validation_data=data.dev if has_dev else None,
+        resume=resume and out is not None,
+    )
+    results = {
+        "train": evaluate(trainer, *data.train),
+        "dev": evaluate(trainer, *data.dev),
+        "test": evaluate(trainer, *data.test),
+    }
+    summary: dict[str, Any] = {
+        **results,
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history),
+        "stop_reason": history.stop_reason,
+        "seconds": time.perf_counter() - start,
+        "task": data.task,
+        "data": data.name,
+        "n_train": int(Xtr.shape[0]),
+        "n_dev": int(data.dev[0].shape[0]),
+        "n_test": int(data.test[0].shape[0]),
+        "n_params": model.n_params,
+        "loss_function": loss,
+    }
+    if results["dev"]:
+        d = config["diagnose"]
+        diagnosis = diagnose_metrics(
+            results["train"], results["dev"], d["bayes_error"], d["tolerance"]
+        )
+        summary["diagnosis"] = diagnosis.to_dict()
+    else:
+        summary["diagnosis"] = None
+    summary["trainer"] = trainer
+    summary["history"] = history
+    summary["model"] = model
+    if out is not None:
+        bundle = ModelBundle(
+            model=model,
+            loss=loss,
+            standardizer=data.standardizer,
+            class_names=data.class_names,
+            feature_names=data.feature_names,
+            config=config,
+            image_shape=data.image_shape,
+        )
+        save(bundle, out / MODEL_FILE)
+        if write_plots:
+            summary["plots"] = _plots(history, out)
+        atomic_write_text(out / SUMMARY_FILE, json.dumps(public_summary(summary), indent=2) + "\n")
+    return summary
+
+
+def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready part of a summary (no live objects)."""
+    return {k: v for k, v in summary.items() if k not in ("trainer", "history", "model")}
+
+
+def _plots(history, out: Path) -> list[str]:
+    try:
+        from deepfit import plots
+    except ImportError:
+        return []
+    written = []
+    for path in (
+        plots.learning_curves(history, out / "learning_curves.png"),
+        plots.learning_rate(history, out / "learning_rate.png"),
+    ):
+        if path is not None:
+            written.append(path.name)
+    return written
+
+
+def load_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``summary.json`` of a run directory, with a clear error when it is missing."""
+    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DeepfitError(f"{run_dir}: not a run directory (no {SUMMARY_FILE})") from None
+    except json.JSONDecodeError as exc:
+        raise DeepfitError(f"{path}: damaged summary ({exc})") from None
+
+
+def _error(result: dict[str, float]) -> float:
+    if "accuracy" in result:
+        return 1.0 - result["accuracy"]
+    return min(max(1.0 - result.get("r2", 0.0), 0.0), 1.0)
+
+
+def learning_curve(
+    config: dict[str, Any],
+    fractions: Sequence[float] = (0.1, 0.2, 0.4, 0.7, 1.0),
+) -> LearningCurve:
+    """Retrain the config's model on growing fractions of its training split (same dev set)
+    and record train and dev error (``1 - accuracy``, or ``1 - R^2`` for regression)."""
+    from deepfit.checks.biasvariance import more_data_verdict
+
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise DeepfitError(f"learning-curve fractions must lie in (0, 1], got {list(fractions)}")
+    data = prepare(config)
+    Xtr, ytr = data.train
+    order = np.random.default_rng(streams(config["train"]["seed"])["data"]).permutation(len(Xtr))
+    sizes, train_errors, dev_errors = [], [], []
+    for f in sorted(fractions):
+        n = max(round(f * len(Xtr)), 2)
+        keep = order[:n]
+        subset = PreparedData(**{**data.__dict__, "train": (Xtr[keep], ytr[keep])})
+        summary = run(config, None, progress=False, prepared=subset)
+        sizes.append(n)
+        train_errors.append(_error(summary["train"]))
+        dev_errors.append(_error(summary["dev"]))
+    tolerance = config["diagnose"]["tolerance"]
+    return LearningCurve(
+        sizes,
+        train_errors,
+        dev_errors,
+        more_data_verdict(sizes, train_errors, dev_errors, tolerance),
+    )
