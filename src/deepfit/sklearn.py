@@ -1,0 +1,822 @@
+"""scikit-learn estimators: :class:`DeepFitClassifier` and :class:`DeepFitRegressor`.
+
+Fully connected networks from :func:`deepfit.mlp`, trained by :class:`deepfit.Trainer`,
+behind scikit-learn's estimator contract, so they work in ``Pipeline``, ``GridSearchCV``,
+``cross_val_score`` and pass scikit-learn's ``parametrize_with_checks``:
+
+- ``__init__`` only stores hyperparameters; they are validated in ``fit`` and
+  ``partial_fit`` from the ``_parameter_constraints`` table (an invalid value raises
+  ``InvalidParameterError``, a ``ValueError`` that names the parameter).
+- Everything learned ends in ``_``: ``model_``, ``classes_``, ``n_features_in_``,
+  ``feature_names_in_``, ``loss_curve_``, ``validation_scores_``, ``best_epoch_``,
+  ``n_iter_``, ``history_``.
+- ``random_state`` (``None``, an int or a ``RandomState``) fixes the initial weights,
+  dropout masks, shuffling and the validation split: the same int gives the same
+  predictions.
+
+Inputs are not standardized here: put a ``StandardScaler`` in front, as scikit-learn does
+for its own MLP::
+
+    make_pipeline(StandardScaler(), DeepFitClassifier(hidden_layer_sizes=(128, 64)))
+
+This module imports scikit-learn (``pip install 'deepfit[sklearn]'``, scikit-learn >= 1.6);
+nothing else in deepfit imports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+import sklearn
+
+if tuple(map(int, re.findall(r"\d+", sklearn.__version__)[:2])) < (1, 6):
+    raise ImportError(
+        f"deepfit.sklearn needs scikit-learn >= 1.6 (validate_data, __sklearn_tags__); "
+        f"found {sklearn.__version__}: pip install -U 'scikit-learn>=1.6'"
+    )
+
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from deepfit.data.split import train_dev_test_split
+from deepfit.errors import DeepfitError
+from deepfit.nn.activations import ACTIVATIONS
+from deepfit.nn.init import INITIALIZERS
+from deepfit.nn.sequential import Sequential, mlp
+from deepfit.optim import schedules
+from deepfit.optim.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
+from deepfit.training.callbacks import Callback, EarlyStopping, Progress
+from deepfit.training.history import History
+from deepfit.training.trainer import Trainer
+
+__all__ = ["DeepFitClassifier", "DeepFitRegressor"]
+
+SCHEDULE_NAMES = ("constant", "inverse_time", "inverse_sqrt", "exponential", "step", "cosine")
+_SEED_MAX = np.iinfo(np.int32).max
+
+
+class _ShiftedSchedule:
+    """``epoch -> schedule(epoch + offset)``: continues a schedule across ``partial_fit``
+    calls, each of which is a one-epoch ``Trainer.fit`` that counts from epoch 0."""
+
+    def __init__(self, schedule: Any, offset: int) -> None:
+        self.schedule, self.offset = schedule, offset
+
+    def __call__(self, epoch: int) -> float:
+        return self.schedule(epoch + self.offset)
+
+    def __repr__(self) -> str:
+        return f"_ShiftedSchedule({self.schedule!r}, offset={self.offset})"
+
+
+class _AtLeast:
+    """``epoch -> max(schedule(epoch), floor)``: deepfit optimizers refuse a learning rate of
+    0, which a cosine schedule with ``min_learning_rate=0`` reaches after ``decay_steps``
+    epochs; a floor of 1e-30 leaves the weights as they are, as 0 would."""
+
+    def __init__(self, schedule: Any, floor: float = 1e-30) -> None:
+        self.schedule, self.floor = schedule, floor
+
+    def __call__(self, epoch: int) -> float:
+        return max(float(self.schedule(epoch)), self.floor)
+
+    def __repr__(self) -> str:
+        return f"_AtLeast({self.schedule!r}, {self.floor})"
+
+
+class _ValidationScore(Callback):
+    """Records the estimator's ``score`` (accuracy or R^2) on the validation set each epoch."""
+
+    order = -10  # before EarlyStopping, so a score is there even in the epoch it stops
+
+    def __init__(self, score: Any, X: np.ndarray, y: np.ndarray) -> None:
+        self.score, self.X, self.y = score, X, y
+        self.scores: list[float] = []
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        self.scores.append(float(self.score(trainer.model, self.X, self.y)))
+
+
+class _DeepFitBase(BaseEstimator):
+    """Shared hyperparameters, validation and training loop of the two estimators."""
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "init": [StrOptions(set(INITIALIZERS)), callable],
+        "batchnorm": ["boolean"],
+        "bn_momentum": [Interval(Real, 0, 1, closed="left")],
+        "keep_prob": [Interval(Real, 0, 1, closed="right"), "array-like"],
+        "l2": [Interval(Real, 0, None, closed="left")],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions({"sgd", "momentum", "rmsprop", "adam"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "beta1": [Interval(Real, 0, 1, closed="left")],
+        "beta2": [Interval(Real, 0, 1, closed="left"), None],
+        "eps": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "schedule": [StrOptions(set(SCHEDULE_NAMES)), dict, callable, None],
+        "decay_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "decay_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "min_learning_rate": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 0, None, closed="left")],
+        "min_delta": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    _loss: str = ""
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        init="he",
+        batchnorm=False,
+        bn_momentum=0.9,
+        keep_prob=1.0,
+        l2=0.0,
+        l1=0.0,
+        optimizer="adam",
+        learning_rate=0.001,
+        beta1=0.9,
+        beta2=None,
+        eps=1e-8,
+        weight_decay=0.0,
+        schedule=None,
+        decay_rate=None,
+        decay_steps=None,
+        min_learning_rate=0.0,
+        batch_size=64,
+        max_epochs=200,
+        early_stopping=False,
+        validation_fraction=0.1,
+        patience=10,
+        min_delta=0.0,
+        warm_start=False,
+        random_state=None,
+        verbose=False,
+        dtype="float32",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.init = init
+        self.batchnorm = batchnorm
+        self.bn_momentum = bn_momentum
+        self.keep_prob = keep_prob
+        self.l2 = l2
+        self.l1 = l1
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.decay_rate = decay_rate
+        self.decay_steps = decay_steps
+        self.min_learning_rate = min_learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.min_delta = min_delta
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # -- hyperparameters -> deepfit objects --------------------------------------------------
+    def _hidden(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        for i, width in enumerate(sizes):
+            if isinstance(width, bool) or not isinstance(width, Integral) or width < 1:
+                raise ValueError(
+                    f"hidden_layer_sizes[{i}] must be a positive integer, got {width!r} "
+                    f"(hidden_layer_sizes={self.hidden_layer_sizes!r})"
+                )
+        return [int(w) for w in sizes]
+
+    def _keep_probs(self, n_hidden: int) -> list[float]:
+        kp = self.keep_prob
+        probs = [kp] * n_hidden if isinstance(kp, Real) else list(kp)
+        if len(probs) != n_hidden:
+            raise ValueError(
+                f"keep_prob has {len(probs)} values for {n_hidden} hidden layers "
+                f"(hidden_layer_sizes={self.hidden_layer_sizes!r}); give one per hidden layer "
+                "or a single float"
+            )
+        for i, p in enumerate(probs):
+            if isinstance(p, bool) or not isinstance(p, Real) or not 0 < p <= 1:
+                raise ValueError(f"keep_prob[{i}] must be a float in (0, 1], got {p!r}")
+        return [float(p) for p in probs]
+
+    def _make_optimizer(self) -> Optimizer:
+        lr, wd = float(self.learning_rate), float(self.weight_decay)
+        if self.optimizer == "sgd":
+            return SGD(lr, weight_decay=wd)
+        if self.optimizer == "momentum":
+            return Momentum(lr, beta=float(self.beta1), weight_decay=wd)
+        if self.optimizer == "rmsprop":
+            beta = 0.9 if self.beta2 is None else float(self.beta2)
+            return RMSprop(lr, beta=beta, eps=float(self.eps), weight_decay=wd)
+        beta2 = 0.999 if self.beta2 is None else float(self.beta2)
+        return Adam(lr, float(self.beta1), beta2, float(self.eps), weight_decay=wd)
+
+    def _make_schedule(self) -> Any:
+        s, lr, rate = self.schedule, float(self.learning_rate), self.decay_rate
+        if s is None or callable(s):
+            return s
+        if isinstance(s, dict):
+            try:
+                return _AtLeast(schedules.from_config(_with_lr0(s, lr)))
+            except DeepfitError as exc:
+                raise ValueError(f"schedule={s!r}: {exc}") from None
+        if s in ("exponential", "step") and rate is not None and not 0 < rate <= 1:
+            raise ValueError(
+                f"decay_rate must be in (0, 1] for schedule={s!r} (the learning rate is "
+                f"multiplied by it), got {rate!r}"
+            )
+        if s == "cosine" and self.min_learning_rate > lr:
+            raise ValueError(
+                f"min_learning_rate={self.min_learning_rate!r} must not exceed "
+                f"learning_rate={lr!r} for schedule='cosine'"
+            )
+        try:
+            if s == "constant":
+                return schedules.Constant(lr)
+            if s == "inverse_time":
+                return schedules.InverseTime(lr, 1.0 if rate is None else float(rate))
+            if s == "inverse_sqrt":
+                return schedules.InverseSqrt(lr, 1.0 if rate is None else float(rate))
+            if s == "exponential":
+                return schedules.Exponential(lr, 0.95 if rate is None else float(rate))
+            if s == "step":
+                every = 10 if self.decay_steps is None else int(self.decay_steps)
+                return schedules.Step(lr, every, 0.5 if rate is None else float(rate))
+            total = self.max_epochs if self.decay_steps is None else self.decay_steps
+            return _AtLeast(schedules.Cosine(lr, int(total), float(self.min_learning_rate)))
+        except DeepfitError as exc:
+            raise ValueError(
+                f"schedule={s!r} with decay_rate={rate!r}, decay_steps={self.decay_steps!r}, "
+                f"min_learning_rate={self.min_learning_rate!r}: {exc}"
+            ) from None
+
+    def _seeds(self) -> tuple[np.random.Generator, np.random.Generator, int]:
+        """Generators for the initial weights and dropout masks, and for shuffling, and the
+        seed of the validation split, all derived from ``random_state``."""
+        master = int(check_random_state(self.random_state).randint(_SEED_MAX))
+        init_ss, shuffle_ss, split_ss = np.random.SeedSequence(master).spawn(3)
+        return (
+            np.random.default_rng(init_ss),
+            np.random.default_rng(shuffle_ss),
+            int(split_ss.generate_state(1)[0]),
+        )
+
+    def _new_trainer(self, model: Sequential, seed: Any) -> Trainer:
+        return Trainer(
+            model,
+            loss=self._loss,
+            optimizer=self._make_optimizer(),
+            batch_size=int(self.batch_size),
+            l2=float(self.l2),
+            l1=float(self.l1),
+            schedule=self._make_schedule(),
+            seed=seed,
+        )
+
+    def _check_hyperparameters(self) -> None:
+        """What the constraint table cannot say; raises before anything is changed."""
+        self._keep_probs(len(self._hidden()))
+        self._make_schedule()
+
+    def _start(self, n_features: int, n_outputs: int, seeds=None) -> None:
+        """Build a fresh network and trainer and reset every fitted attribute."""
+        hidden = self._hidden()
+        keep = self._keep_probs(len(hidden))
+        init_rng, shuffle_rng, split_seed = self._seeds() if seeds is None else seeds
+        self.model_ = mlp(
+            n_features,
+            hidden,
+            n_outputs,
+            activation=self.activation,
+            init=self.init,
+            batchnorm=bool(self.batchnorm),
+            keep_prob=keep if keep else 1.0,
+            rng=init_rng,
+            dtype=self.dtype,
+            bn_momentum=float(self.bn_momentum),
+        )
+        # Trainer.fit starts its shuffling stream from np.random.default_rng(seed), which
+        # returns a Generator unchanged: passing one makes the stream continue across
+        # partial_fit calls and warm starts, so k one-epoch calls shuffle as one k-epoch fit.
+        self._shuffle_rng = shuffle_rng
+        self._trainer = self._new_trainer(self.model_, shuffle_rng)
+        self._split_seed = split_seed
+        self._optimizer_epochs = 0
+        self.n_iter_ = 0
+        self.loss_curve_: list[float] = []
+        self.validation_scores_: list[float] | None = None
+        self.best_epoch_: int | None = None
+        self.history_ = History()
+
+    # -- the two training entry points ---------------------------------------------------
+    def _fit(self, X, y, validation_data) -> _DeepFitBase:
+        self._check_hyperparameters()
+        warm = bool(self.warm_start) and hasattr(self, "model_")
+        X, y = self._validate_xy(X, y, reset=not warm)
+        y_train = self._encode_y(X, y, classes=None, first=not warm, where="fit")
+        # everything that can refuse the data runs before the model is touched
+        seeds = None if warm else self._seeds()
+        dtype = self.model_.dtype if warm else np.dtype(self.dtype)
+        X = X.astype(dtype, copy=False)
+        dev = None
+        if validation_data is not None:
+            dev = self._validation_pair(validation_data, dtype)
+        elif self.early_stopping:
+            split_seed = self._split_seed if warm else seeds[2]
+            X, y_train, dev = self._holdout(X, y_train, split_seed)
+        if warm:
+            self._trainer = self._new_trainer(self.model_, self._shuffle_rng)
+            self._optimizer_epochs = 0
+        else:
+            self._start(X.shape[1], self._n_outputs(), seeds)
+
+        trainer = self._trainer
+        callbacks: list[Callback] = []
+        scorer = None
+        if dev is not None:
+            scorer = _ValidationScore(self._dev_score, *dev)
+            callbacks.append(scorer)
+        stopper = None
+        if self.early_stopping:
+            stopper = EarlyStopping(
+                "dev_loss", patience=int(self.patience), min_delta=float(self.min_delta)
+            )
+            callbacks.append(stopper)
+        if self.verbose:
+            callbacks.append(Progress(enabled=True))
+        trainer.callbacks = sorted(callbacks, key=lambda c: c.order)
+        try:
+            history = trainer.fit(X, y_train, epochs=int(self.max_epochs), validation_data=dev)
+        finally:
+            trainer.callbacks = []  # drop references to the validation data
+        self._record(history, scorer)
+        if stopper is not None and stopper.best_epoch is not None:
+            self.best_epoch_ = self.n_iter_ - len(history) + int(stopper.best_epoch)
+        return self
+
+    def _partial_fit(self, X, y, classes) -> _DeepFitBase:
+        self._check_hyperparameters()
+        first = not hasattr(self, "model_")
+        X, y = self._validate_xy(X, y, reset=first)
+        y_train = self._encode_y(X, y, classes=classes, first=first, where="partial_fit")
+        if first:
+            self._start(X.shape[1], self._n_outputs())
+        trainer = self._trainer
+        schedule = self._make_schedule()
+        trainer.schedule = (
+            None if schedule is None else _ShiftedSchedule(schedule, self._optimizer_epochs)
+        )
+        trainer.callbacks = [Progress(enabled=True)] if self.verbose else []
+        try:
+            history = trainer.fit(X.astype(self.model_.dtype, copy=False), y_train, epochs=1)
+        finally:
+            trainer.callbacks = []
+        self._record(history, None)
+        return self
+
+    def _record(self, history: History, scorer: _ValidationScore | None) -> None:
+        offset = self.n_iter_
+        for record in history.records:
+            self.history_.append({**record, "epoch": offset + record["epoch"]})
+        self.history_.stop_reason = history.stop_reason
+        self.loss_curve_ = self.loss_curve_ + [float(r["train_loss"]) for r in history.records]
+        if scorer is not None:
+            self.validation_scores_ = (self.validation_scores_ or []) + scorer.scores
+        self.n_iter_ = offset + len(history)
+        self._optimizer_epochs += len(history)
+        self.best_epoch_ = self.n_iter_
+
+    def _holdout(self, X: np.ndarray, y: np.ndarray, seed: int):
+        frac = float(self.validation_fraction)
+        stratify = self._loss != "mse"
+        try:
+            split = train_dev_test_split(X, y, (1.0 - frac, frac, 0.0), stratify=stratify, rng=seed)
+        except DeepfitError as exc:
+            raise ValueError(
+                f"early_stopping: cannot hold out validation_fraction={frac} of "
+                f"{X.shape[0]} examples: {exc}"
+            ) from None
+        (X_tr, y_tr), dev, _ = split
+        if len(dev[1]) == 0:
+            raise ValueError(
+                f"early_stopping: validation_fraction={frac} of {X.shape[0]} examples leaves "
+                "no validation example; raise validation_fraction or pass validation_data"
+            )
+        return X_tr, y_tr, dev
+
+    def _validation_pair(self, validation_data, dtype) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            X_val, y_val = validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        X_val, y_val = self._validate_xy(X_val, y_val, reset=False)
+        y_val = self._encode_validation_y(y_val, dtype)
+        return X_val.astype(dtype, copy=False), y_val
+
+    # -- inference --------------------------------------------------------------------------
+    def _outputs(self, X) -> np.ndarray:
+        """Predictions of the network (probabilities or values) in float64.
+
+        A float32 network is evaluated on a float64 copy of its parameters: the result of
+        each row then does not depend on which other rows share the call (float32 matrix
+        products round differently for one row and for many, by about 1e-7), and
+        ``predict(X[i:i+1])`` equals ``predict(X)[i]``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        model = self.model_
+        if model.dtype != np.float64:
+            model = copy.deepcopy(model).astype(np.float64)
+        return np.asarray(self._trainer.loss.output(model.predict(X)), dtype=np.float64)
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    def _validate_xy(self, X, y, reset: bool):
+        raise NotImplementedError
+
+    def _encode_y(self, X, y, classes, first: bool, where: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _encode_validation_y(self, y, dtype) -> np.ndarray:
+        raise NotImplementedError
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _dev_score(self, model: Sequential, X: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+def _with_lr0(config: dict, lr: float) -> dict:
+    """A copy of a schedule config with ``lr0 = learning_rate`` filled in where missing
+    (at the top and in a warm-up's ``after``)."""
+    config = copy.deepcopy(config)
+    if config.get("kind") == "warmup" and isinstance(config.get("after"), dict):
+        config["after"] = _with_lr0(config["after"], lr)
+    elif config.get("kind") != "warmup":
+        config.setdefault("lr0", lr)
+    return config
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Width of each hidden layer; ``()`` gives no hidden layer (a linear model).
+    activation : {"relu", "leaky_relu", "tanh", "sigmoid"}, default="relu"
+    init : {"he", "xavier", "glorot_uniform", "normal", "random", "zeros"} or callable,
+        default="he"
+        Weight initialization (a callable from :mod:`deepfit.nn.init` works too).
+    batchnorm : bool, default=False
+        Batch norm after each hidden Dense layer (which then has no bias).
+    bn_momentum : float in [0, 1), default=0.9
+        EWA beta of batch norm's running statistics (PyTorch's momentum is ``1 - beta``).
+    keep_prob : float in (0, 1] or sequence of floats, default=1.0
+        Inverted-dropout keep probability after each hidden layer (one value, or one per
+        hidden layer); 1.0 means no dropout.
+    l2 : float >= 0, default=0.0
+        L2 penalty ``lambda / (2 m) * sum ||W||^2`` over weight matrices (``m`` = batch
+        size); scikit-learn's MLP ``alpha`` is the same penalty.
+    l1 : float >= 0, default=0.0
+        L1 penalty ``lambda / m * sum |W|``.
+    optimizer : {"sgd", "momentum", "rmsprop", "adam"}, default="adam"
+    learning_rate : float > 0, default=0.001
+        The step size (the schedule's ``lr0`` when a schedule is set).
+    beta1 : float in [0, 1), default=0.9
+        EWA beta of the gradient (first moment): Momentum's ``beta``, Adam's ``beta1``.
+    beta2 : float in [0, 1) or None, default=None
+        EWA beta of the squared gradient (second moment): RMSprop's ``beta``, Adam's
+        ``beta2``. None means 0.9 for RMSprop and 0.999 for Adam.
+    eps : float > 0, default=1e-8
+        Added to the RMS denominator (RMSprop, Adam).
+    weight_decay : float >= 0, default=0.0
+        Decoupled weight decay (AdamW with ``optimizer="adam"``); not the L2 penalty.
+    schedule : str, dict, callable or None, default=None
+        Learning rate per epoch (epochs count from 0; ``lr0 = learning_rate``):
+
+        - None: constant ``learning_rate``;
+        - ``"constant"``;
+        - ``"inverse_time"``: ``lr0 / (1 + decay_rate * epoch)`` (decay_rate default 1);
+        - ``"inverse_sqrt"``: ``lr0 / sqrt(1 + decay_rate * epoch)`` (default 1);
+        - ``"exponential"``: ``lr0 * decay_rate ** epoch`` (decay_rate in (0, 1],
+          default 0.95);
+        - ``"step"``: ``lr0 * decay_rate ** (epoch // decay_steps)`` (defaults 0.5, 10);
+        - ``"cosine"``: cosine annealing from ``lr0`` to ``min_learning_rate`` over
+          ``decay_steps`` epochs (default ``max_epochs``), then ``min_learning_rate``
+          (a rate of 0 is recorded as 1e-30: the weights stop moving);
+        - a deepfit schedule config, e.g. ``{"kind": "warmup", "epochs": 5, "after":
+          {"kind": "cosine", "total": 50}}`` (``lr0`` defaults to ``learning_rate``);
+        - any callable ``epoch -> lr`` (e.g. a :mod:`deepfit.optim.schedules` object).
+
+        ``partial_fit`` continues the schedule: its epoch is the number of epochs trained
+        since the optimizer was created (by the first ``partial_fit`` or by ``fit``).
+    decay_rate : float > 0 or None, default=None
+    decay_steps : int >= 1 or None, default=None
+    min_learning_rate : float >= 0, default=0.0
+        Parameters of the named schedules, as above.
+    batch_size : int >= 1, default=64
+        Mini-batch size (the last, smaller batch of an epoch is kept).
+    max_epochs : int >= 1, default=200
+        Epochs of ``fit`` (passes over the training data); ``partial_fit`` trains one.
+    early_stopping : bool, default=False
+        Stop when the validation loss has not improved by more than ``min_delta`` for
+        ``patience`` epochs, and restore the weights of the best epoch. The validation
+        set is ``fit(..., validation_data=(X_val, y_val))`` or, without it, a
+        ``validation_fraction`` held out from the training data (stratified for the
+        classifier, drawn from ``random_state``). Ignored by ``partial_fit``.
+    validation_fraction : float in (0, 1), default=0.1
+    patience : int >= 0, default=10
+    min_delta : float >= 0, default=0.0
+    warm_start : bool, default=False
+        ``fit`` continues from the current weights (with a new optimizer) instead of
+        starting afresh; ``n_iter_``, ``loss_curve_`` and ``history_`` then accumulate.
+    random_state : None, int or numpy.random.RandomState, default=None
+        Source of the initial weights, dropout masks, shuffling and validation split. An
+        int makes ``fit`` reproducible; None draws fresh randomness every ``fit``.
+    verbose : bool, default=False
+        Print a progress bar and one line per epoch to stderr.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's parameters and arithmetic. Predictions are returned as
+        float64 either way.
+"""
+
+_ATTRIBUTES_DOC = """
+    Attributes
+    ----------
+    model_ : deepfit.Sequential
+        The trained network (its outputs are logits; save it with :mod:`deepfit.io`).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names (a DataFrame).
+    n_iter_ : int
+        Epochs trained (summed over ``partial_fit`` calls and warm starts).
+    loss_curve_ : list of float
+        Mean training data loss of each epoch (the penalty is not included; the mean is
+        taken over the epoch's mini-batches as the weights move).
+    validation_scores_ : list of float or None
+        ``score`` ({score}) on the validation set after each epoch; None when ``fit`` had
+        no validation set (no ``early_stopping`` and no ``validation_data``). The
+        validation *loss* per epoch is in ``history_["dev_loss"]``.
+    best_epoch_ : int
+        The epoch (1-based, counted as ``n_iter_``) whose weights the model holds: the
+        epoch of the lowest validation loss with early stopping, else the last one.
+    history_ : deepfit.History
+        Per-epoch records (``lr``, ``train_loss``, ``dev_loss``, ...) and ``stop_reason``.
+"""
+
+
+class DeepFitClassifier(ClassifierMixin, _DeepFitBase):
+    __doc__ = (
+        """Fully connected network classifier (softmax cross-entropy), trained by deepfit.
+
+    Binary problems use a softmax over two output units rather than one sigmoid unit: the
+    two are the same model (``softmax([z1, z0])[1] = sigmoid(z1 - z0)``), one extra row of
+    weights is negligible, and one code path gives ``predict_proba`` its scikit-learn shape
+    ``(n_samples, 2)`` directly.
+"""
+        + _PARAMS_DOC
+        + _ATTRIBUTES_DOC.format(score="accuracy")
+        + """    classes_ : ndarray of shape (n_classes,)
+        The sorted class labels; output unit ``k`` is ``classes_[k]``.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> clf = make_pipeline(StandardScaler(), DeepFitClassifier(random_state=0))
+"""
+    )
+
+    _loss = "softmax_cross_entropy"
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, validation_data=None):
+        """Train for up to ``max_epochs`` epochs (from fresh weights unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (any sortable type).
+        validation_data : pair (X_val, y_val), optional
+            Validation set for ``validation_scores_`` and early stopping; its labels must
+            be among those of ``y``. In a Pipeline it reaches this step untransformed
+            (``pipe.fit(X, y, deepfitclassifier__validation_data=...)`` skips the scaler):
+            transform it yourself, or let ``early_stopping`` hold out a
+            ``validation_fraction``, which is split after the earlier steps.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, validation_data)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train one epoch over ``(X, y)``, continuing from the current weights and the
+        optimizer's state (moments, step count, schedule position).
+
+        ``classes`` (every label that will ever appear) is required on the first call,
+        as in scikit-learn's incremental estimators, and may be left out afterwards.
+        """
+        return self._partial_fit(X, y, classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_``
+        order."""
+        proba = self._outputs(X)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each row."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    # -- hooks -------------------------------------------------------------------------
+    def _validate_xy(self, X, y, reset: bool):
+        return validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32))
+
+    def _encode_y(self, X, y, classes, first: bool, where: str) -> np.ndarray:
+        check_classification_targets(y)
+        if where == "partial_fit":
+            if first:
+                if classes is None:
+                    raise ValueError(
+                        "classes must be passed on the first call to partial_fit "
+                        "(every label that will appear, e.g. classes=np.unique(y_all))"
+                    )
+                self._set_classes(np.unique(classes))
+            elif classes is not None and not np.array_equal(self.classes_, np.unique(classes)):
+                raise ValueError(
+                    f"classes={classes!r} differs from the classes of the first call to "
+                    f"partial_fit, {self.classes_!r}"
+                )
+        elif first:
+            self._set_classes(np.unique(y))
+        elif not np.isin(y, self.classes_).all():
+            raise ValueError(
+                "warm_start can only be used where y has the same classes as in the previous "
+                f"call to fit ({self.classes_!r}); got {np.unique(y)!r}"
+            )
+        return self._to_index(y, "y")
+
+    def _set_classes(self, classes: np.ndarray) -> None:
+        if len(classes) < 2:
+            raise ValueError(
+                f"DeepFitClassifier needs samples of at least 2 classes; the data has one "
+                f"class: {classes!r}"
+            )
+        self.classes_ = classes
+
+    def _to_index(self, y: np.ndarray, name: str) -> np.ndarray:
+        unseen = ~np.isin(y, self.classes_)
+        if unseen.any():
+            raise ValueError(
+                f"{name} has labels that are not in classes_ {self.classes_!r}: "
+                f"{np.unique(y[unseen])!r}"
+            )
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _encode_validation_y(self, y, dtype) -> np.ndarray:
+        return self._to_index(np.asarray(y), "validation_data y")
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _dev_score(self, model: Sequential, X: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(model.predict(X).argmax(axis=1) == y))
+
+
+class DeepFitRegressor(RegressorMixin, _DeepFitBase):
+    __doc__ = (
+        """Fully connected network regressor (mean squared error, linear output), trained by
+    deepfit. ``y`` may have several columns (one output unit each).
+
+    The targets are not scaled: for targets far from unit scale, standardize them too
+    (``sklearn.compose.TransformedTargetRegressor`` with a ``StandardScaler``).
+"""
+        + _PARAMS_DOC
+        + _ATTRIBUTES_DOC.format(score="R^2")
+        + """    n_outputs_ : int
+        Number of target columns.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> reg = make_pipeline(StandardScaler(), DeepFitRegressor(random_state=0))
+"""
+    )
+
+    _loss = "mse"
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, validation_data=None):
+        """Train for up to ``max_epochs`` epochs (from fresh weights unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        validation_data : pair (X_val, y_val), optional
+            Validation set for ``validation_scores_`` and early stopping (in a Pipeline it
+            reaches this step untransformed; see :meth:`DeepFitClassifier.fit`).
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, validation_data)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Train one epoch over ``(X, y)``, continuing from the current weights and the
+        optimizer's state (moments, step count, schedule position)."""
+        return self._partial_fit(X, y, None)
+
+    def predict(self, X):
+        """Predicted values, shape ``(n_samples,)`` or ``(n_samples, n_outputs)`` as ``y``
+        had in ``fit``."""
+        out = self._outputs(X)
+        return out.ravel() if self._y_1d else out
+
+    # -- hooks -------------------------------------------------------------------------
+    def _validate_xy(self, X, y, reset: bool):
+        return validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+        )
+
+    def _encode_y(self, X, y, classes, first: bool, where: str) -> np.ndarray:
+        y = np.asarray(y)
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self._y_1d = y.ndim == 1
+            self.n_outputs_ = y2.shape[1]
+        elif y2.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2.shape[1]} columns but the model was fitted with {self.n_outputs_}"
+            )
+        return y2.astype(np.dtype(self.dtype), copy=False)
+
+    def _encode_validation_y(self, y, dtype) -> np.ndarray:
+        y = np.asarray(y)
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if y2.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"validation_data y has {y2.shape[1]} columns but y has {self.n_outputs_}"
+            )
+        return y2.astype(dtype, copy=False)
+
+    def _n_outputs(self) -> int:
+        return self.n_outputs_
+
+    def _dev_score(self, model: Sequential, X: np.ndarray, y: np.ndarray) -> float:
+        pred = model.predict(X).astype(np.float64)
+        if len(y) < 2:
+            return math.nan
+        return float(r2_score(y.astype(np.float64), pred))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,385 @@
+"""deepfit.sklearn: scikit-learn's own estimator checks, then real learning in Pipeline,
+cross_val_score and GridSearchCV, partial_fit, early stopping, determinism, bad arguments."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.metrics import log_loss
+from sklearn.model_selection import (
+    GridSearchCV,
+    cross_val_score,
+    train_test_split,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from deepfit.sklearn import DeepFitClassifier, DeepFitRegressor
+
+# Small and quick, yet above scikit-learn's accuracy (0.83) and R^2 (0.5) floors.
+SMALL = dict(hidden_layer_sizes=(16,), max_epochs=30, learning_rate=0.01, batch_size=32)
+
+
+@parametrize_with_checks(
+    [DeepFitClassifier(**SMALL), DeepFitRegressor(**SMALL)],
+    expected_failed_checks=lambda est: {},  # none: every check passes
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("cls", [DeepFitClassifier, DeepFitRegressor])
+def test_parameter_constraints_cover_every_parameter(cls):
+    # scikit-learn runs this check on its own estimators only; it needs a constraint for
+    # every __init__ parameter and an InvalidParameterError naming the parameter.
+    check_param_validation(cls.__name__, cls(max_epochs=2))
+
+
+# -- data ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def _blobs(n=200, seed=0):
+    X, y = make_blobs(n_samples=n, centers=3, n_features=4, random_state=seed)
+    return StandardScaler().fit_transform(X), y
+
+
+def _smooth(n, seed=0, outputs=1):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n, 2))
+    columns = [np.sin(X[:, 0]) + 0.5 * X[:, 1] ** 2, np.cos(X[:, 1]) * X[:, 0]]
+    y = np.column_stack(columns[:outputs])
+    return X, (y[:, 0] if outputs == 1 else y)
+
+
+# -- learning in scikit-learn's tools ------------------------------------------------------
+def test_digits_pipeline_reaches_95_percent_on_holdout(digits):
+    Xtr, Xte, ytr, yte = digits
+    pipe = make_pipeline(
+        StandardScaler(),
+        DeepFitClassifier(
+            hidden_layer_sizes=(64,), max_epochs=30, learning_rate=0.003, random_state=0
+        ),
+    )
+    pipe.fit(Xtr, ytr)
+    assert pipe.score(Xte, yte) >= 0.95
+    clf = pipe[-1]
+    assert clf.n_iter_ == 30 == len(clf.loss_curve_) == clf.best_epoch_
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0] / 5
+    assert clf.validation_scores_ is None
+    assert list(clf.classes_) == list(range(10)) and clf.n_features_in_ == 64
+    proba = clf.predict_proba(StandardScaler().fit(Xtr).transform(Xte))
+    assert proba.shape == (len(yte), 10) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_cross_val_score(digits):
+    Xtr, _, ytr, _ = digits
+    pipe = make_pipeline(
+        StandardScaler(),
+        DeepFitClassifier(
+            hidden_layer_sizes=(32,), max_epochs=10, learning_rate=0.01, random_state=0
+        ),
+    )
+    scores = cross_val_score(pipe, Xtr, ytr, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.85
+
+
+def test_grid_search_over_l2_and_hidden_sizes():
+    X, y = _blobs(150)
+    grid = GridSearchCV(
+        DeepFitClassifier(max_epochs=8, learning_rate=0.01, random_state=0),
+        {"l2": [0.0, 1.0], "hidden_layer_sizes": [(8,), (16, 8)]},
+        cv=3,
+    )
+    grid.fit(X, y)
+    assert len(grid.cv_results_["params"]) == 4
+    assert grid.best_params_["l2"] in (0.0, 1.0)
+    assert grid.best_params_["hidden_layer_sizes"] in ((8,), (16, 8))
+    assert grid.best_score_ > 0.9
+    assert grid.best_estimator_.hidden_layer_sizes == grid.best_params_["hidden_layer_sizes"]
+    assert grid.score(X, y) > 0.9
+
+
+def test_regression_r2_on_a_smooth_function():
+    X, y = _smooth(1000)
+    reg = DeepFitRegressor(
+        hidden_layer_sizes=(32, 32), max_epochs=40, learning_rate=0.01, random_state=0
+    )
+    reg.fit(X[:800], y[:800])
+    assert reg.score(X[800:], y[800:]) > 0.9
+    assert reg.predict(X[:5]).shape == (5,)
+
+
+def test_regression_multi_output():
+    X, Y = _smooth(800, outputs=2)
+    reg = DeepFitRegressor(
+        hidden_layer_sizes=(32, 32), max_epochs=40, learning_rate=0.01, random_state=0
+    )
+    reg.fit(X[:600], Y[:600])
+    assert reg.n_outputs_ == 2 and reg.model_.n_outputs == 2
+    pred = reg.predict(X[600:])
+    assert pred.shape == (200, 2) and pred.dtype == np.float64
+    assert reg.score(X[600:], Y[600:]) > 0.9
+
+
+def test_binary_labels_of_any_type_and_probability_shape():
+    X, y = _blobs(120)
+    X, y = X[y < 2], np.where(y[y < 2] == 0, "no", "yes")
+    clf = DeepFitClassifier(**SMALL, random_state=0).fit(X, y)
+    assert list(clf.classes_) == ["no", "yes"]
+    assert clf.predict_proba(X).shape == (len(y), 2)
+    assert set(clf.predict(X)) <= {"no", "yes"} and clf.score(X, y) > 0.9
+
+
+# -- partial_fit -------------------------------------------------------------------------------
+def test_partial_fit_improves_the_loss():
+    X, y = _blobs(300)
+    clf = DeepFitClassifier(hidden_layer_sizes=(16,), learning_rate=0.003, random_state=0)
+    for _ in range(8):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.n_iter_ == 8 == len(clf.loss_curve_)
+    assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
+    assert all(b < a for a, b in zip(clf.loss_curve_, clf.loss_curve_[1:], strict=False))
+    assert [r["epoch"] for r in clf.history_.records] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+def test_partial_fit_calls_continue_one_run(optimizer):
+    # k one-epoch calls are the same run as fit(max_epochs=k): the optimizer's moments and
+    # step count, the schedule's position and the shuffling stream all carry over.
+    X, y = _blobs(150)
+    params = dict(
+        hidden_layer_sizes=(8,),
+        optimizer=optimizer,
+        learning_rate=0.01,
+        schedule="exponential",
+        decay_rate=0.8,
+        keep_prob=0.9,
+        batch_size=16,
+        random_state=3,
+    )
+    whole = DeepFitClassifier(**params, max_epochs=4).fit(X, y)
+    pieces = DeepFitClassifier(**params)
+    for _ in range(4):
+        pieces.partial_fit(X, y, classes=np.unique(y))
+    assert pieces.loss_curve_ == whole.loss_curve_
+    assert [r["lr"] for r in pieces.history_.records] == pytest.approx(
+        [0.01 * 0.8**k for k in range(4)]
+    )
+    np.testing.assert_array_equal(pieces.predict_proba(X), whole.predict_proba(X))
+
+
+def test_partial_fit_regressor_and_after_fit():
+    X, y = _smooth(300)
+    reg = DeepFitRegressor(hidden_layer_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
+    reg.partial_fit(X, y)
+    assert reg.n_iter_ == 4 and len(reg.loss_curve_) == 4
+
+
+def test_partial_fit_needs_classes_first_and_refuses_unknown_labels():
+    X, y = _blobs(60)
+    clf = DeepFitClassifier(max_epochs=2)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
+    assert list(clf.classes_) == [0, 1, 2]
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.partial_fit(X, y + 1)
+    with pytest.raises(ValueError, match="differs from the classes"):
+        clf.partial_fit(X, y, classes=[0, 1])
+
+
+# -- early stopping and validation data ------------------------------------------------------
+def _noisy(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 10))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    flip = rng.random(300) < 0.3
+    return X, np.where(flip, 1 - y, y)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    X, y = _noisy()
+    X_val, y_val = X[200:], y[200:]
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(32, 32),
+        learning_rate=0.01,
+        max_epochs=100,
+        early_stopping=True,
+        patience=5,
+        random_state=0,
+    ).fit(X[:200], y[:200], validation_data=(X_val, y_val))
+    dev_loss = clf.history_["dev_loss"]
+    assert clf.best_epoch_ < clf.n_iter_ < 100
+    assert clf.n_iter_ == clf.best_epoch_ + 5 == len(dev_loss) == len(clf.validation_scores_)
+    assert int(np.argmin(dev_loss)) + 1 == clf.best_epoch_
+    assert "early stopping" in clf.history_.stop_reason
+    # the weights in the model are the best epoch's, not the last one's
+    restored = log_loss(y_val, clf.predict_proba(X_val), labels=clf.classes_)
+    assert restored == pytest.approx(dev_loss[clf.best_epoch_ - 1], rel=1e-4)
+    assert restored < dev_loss[-1]
+
+
+def test_early_stopping_holds_out_validation_fraction():
+    X, y = _noisy(1)
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(64,),
+        learning_rate=0.01,
+        max_epochs=100,
+        early_stopping=True,
+        validation_fraction=0.2,
+        patience=3,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.n_iter_ < 100 and clf.best_epoch_ == clf.n_iter_ - 3
+    assert all(0.0 <= s <= 1.0 for s in clf.validation_scores_)
+
+
+def test_validation_data_without_early_stopping_records_r2():
+    X, y = _smooth(400)
+    reg = DeepFitRegressor(hidden_layer_sizes=(16,), max_epochs=5, random_state=0)
+    reg.fit(X[:300], y[:300], validation_data=(X[300:], y[300:]))
+    assert len(reg.validation_scores_) == 5 == reg.best_epoch_
+    assert reg.validation_scores_[-1] == pytest.approx(reg.score(X[300:], y[300:]), abs=1e-4)
+
+
+def test_early_stopping_with_too_little_data_says_so():
+    X, y = _smooth(5)
+    reg = DeepFitRegressor(early_stopping=True, validation_fraction=0.05)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        reg.fit(X, y)
+    assert not hasattr(reg, "model_")
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = _smooth(50)
+    DeepFitRegressor(hidden_layer_sizes=(4,), max_epochs=3, verbose=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "epoch 3/3" in err and "train_loss" in err
+
+
+# -- randomness --------------------------------------------------------------------------------
+def test_same_random_state_same_predictions_and_fresh_randomness_otherwise():
+    X, y = _blobs(100)
+    params = dict(hidden_layer_sizes=(8,), max_epochs=3, keep_prob=0.8, batchnorm=True)
+
+    def proba(random_state):
+        return DeepFitClassifier(**params, random_state=random_state).fit(X, y).predict_proba(X)
+
+    np.testing.assert_array_equal(proba(7), proba(7))
+    assert not np.array_equal(proba(7), proba(8))
+    assert not np.array_equal(proba(None), proba(None))
+    rs = np.random.RandomState(0)
+    np.testing.assert_array_equal(proba(np.random.RandomState(0)), proba(rs))
+
+
+def test_warm_start_continues():
+    X, y = _blobs(100)
+    clf = DeepFitClassifier(hidden_layer_sizes=(8,), max_epochs=3, warm_start=True)
+    clf.fit(X, y)
+    first = clf.model_
+    clf.fit(X, y)
+    assert clf.model_ is first and clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X, y + 5)
+
+
+def test_float64_and_every_option_combination_smoke():
+    X, y = _blobs(80)
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(8, 8),
+        activation="tanh",
+        init="xavier",
+        batchnorm=True,
+        keep_prob=(0.9, 0.8),
+        l2=0.1,
+        l1=0.01,
+        optimizer="rmsprop",
+        weight_decay=0.01,
+        schedule={"kind": "warmup", "epochs": 2, "after": {"kind": "cosine", "total": 3}},
+        max_epochs=5,
+        dtype="float64",
+        random_state=0,
+    ).fit(X, y)
+    assert clf.model_.dtype == np.float64
+    assert clf.history_["lr"][0] < clf.history_["lr"][2]
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "inverse_time", "inverse_sqrt", "step", "cosine"])
+def test_named_schedules(schedule):
+    X, y = _smooth(64)
+    reg = DeepFitRegressor(
+        hidden_layer_sizes=(4,),
+        learning_rate=0.1,
+        schedule=schedule,
+        decay_steps=2,
+        max_epochs=4,
+        random_state=0,
+    ).fit(X, y)
+    lr = reg.history_["lr"]
+    assert lr[0] == pytest.approx(0.1)
+    if schedule == "constant":
+        assert lr == pytest.approx([0.1] * 4)
+    else:
+        assert lr[-1] < lr[0]
+
+
+# -- bad arguments -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"l2": -1.0}, "'l2' parameter"),
+        ({"learning_rate": 0.0}, "'learning_rate' parameter"),
+        ({"optimizer": "adamw"}, "'optimizer' parameter"),
+        ({"activation": "gelu"}, "'activation' parameter"),
+        ({"keep_prob": 0.0}, "'keep_prob' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"max_epochs": 1.5}, "'max_epochs' parameter"),
+        ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
+        ({"dtype": "float16"}, "'dtype' parameter"),
+        ({"hidden_layer_sizes": (8, 0)}, r"hidden_layer_sizes\[1\]"),
+        ({"hidden_layer_sizes": (8,), "keep_prob": (0.5, 0.5)}, "keep_prob has 2 values"),
+        ({"keep_prob": (0.5, 1.5), "hidden_layer_sizes": (4, 4)}, r"keep_prob\[1\]"),
+        ({"schedule": "exponential", "decay_rate": 2.0}, "decay_rate must be in"),
+        ({"schedule": "cosine", "min_learning_rate": 1.0}, "min_learning_rate"),
+        ({"schedule": {"kind": "nope"}}, "schedule="),
+    ],
+)
+def test_invalid_hyperparameters_name_the_parameter(params, match):
+    X, y = _blobs(30)
+    clf = DeepFitClassifier(**params)  # __init__ accepts anything; fit validates
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_")
+
+
+def test_one_class_is_refused_and_validation_labels_are_checked():
+    X, y = _blobs(30)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        DeepFitClassifier().fit(X, np.zeros(30))
+    with pytest.raises(ValueError, match="validation_data y has labels"):
+        DeepFitClassifier(max_epochs=1).fit(X, y, validation_data=(X, y + 3))
+
+
+def test_no_warnings_in_a_normal_fit():
+    X, y = _blobs(60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DeepFitClassifier(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X, y)
