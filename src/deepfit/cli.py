@@ -1,0 +1,485 @@
+"""The ``deepfit`` command line: thin, it parses and delegates.
+
+Every command prints a one-line error and exits non-zero on bad input (``--debug`` shows the
+traceback); commands that report accept ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+
+try:
+    import typer
+except ImportError:  # pragma: no cover - exercised only without the extra
+    sys.stderr.write("error: the deepfit command needs its extra: pip install 'deepfit[cli]'\n")
+    raise SystemExit(2) from None
+
+from deepfit import config as configuration
+from deepfit.errors import DeepfitError
+
+app = typer.Typer(
+    name="deepfit",
+    help="Train fully connected networks well: regularization, optimization, tuning, "
+    "batch norm, diagnosis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+_state = {"debug": False}
+
+ConfigArg = Annotated[Path, typer.Argument(help="TOML config file.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key: --set train.lr=0.01 (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _echo_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=_jsonable))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
+    rows = []
+    for split in ("train", "dev", "test"):
+        metrics = summary.get(split) or {}
+        if metrics:
+            parts = [f"loss {metrics['loss']:.4f}"]
+            if "accuracy" in metrics:
+                parts.append(f"accuracy {metrics['accuracy']:.4f}")
+            if "r2" in metrics:
+                parts.append(f"R^2 {metrics['r2']:.4f}")
+            rows.append(f"  {split:<5}  " + "  ".join(parts))
+    typer.echo(
+        f"{summary['data']}: {summary['n_train']} train / {summary['n_dev']} dev / "
+        f"{summary['n_test']} test examples, {summary['n_params']} parameters"
+    )
+    typer.echo("\n".join(rows))
+    typer.echo(
+        f"  best epoch {summary['best_epoch']} of {summary['epochs_run']} "
+        f"({summary['stop_reason']}), {summary['seconds']:.1f} s"
+    )
+    if summary.get("diagnosis"):
+        from deepfit.checks.biasvariance import Diagnosis
+
+        typer.echo(Diagnosis(**summary["diagnosis"]).report())
+    if out is not None:
+        typer.echo(f"run directory: {out}")
+
+
+# -- train --------------------------------------------------------------------------------------
+@app.command()
+def train(
+    config: ConfigArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<config>).")
+    ] = None,
+    set_: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run directory's checkpoint.")
+    ] = False,
+    json_: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the model of CONFIG and write a run directory.
+
+    The directory holds config.toml (every default written out), metrics.csv, summary.json,
+    model.npz, checkpoint.npz and the plots. --resume continues from the checkpoint.
+    """
+    from deepfit import experiment
+
+    resolved = configuration.load(config, set_ or [])
+    out = out if out is not None else Path("runs") / config.stem
+    summary = experiment.run(resolved, out, resume=resume, progress=None if not quiet else False)
+    if json_:
+        _echo_json(experiment.public_summary(summary))
+    else:
+        _print_summary(summary, out)
+
+
+# -- evaluate / predict -------------------------------------------------------------------------
+def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from deepfit.data import encode_labels, npz
+    from deepfit.data.tabular import read_features
+
+    if path.suffix == ".npz":
+        ds = npz(path)
+        y = ds.y
+        if bundle.class_names is not None and ds.class_names is not None:
+            y = encode_labels(
+                np.asarray(ds.class_names, dtype=object)[ds.y], bundle.class_names, source=str(path)
+            )
+        return ds.X, y
+    target = bundle.config.get("data", {}).get("target", "target")
+    X, cells = read_features(path, bundle.feature_names, target=target)
+    if cells is None:
+        raise DeepfitError(f"{path}: no target column {target!r} to evaluate against")
+    if bundle.class_names is not None:
+        return X, encode_labels(cells, bundle.class_names, source=str(path))
+    try:
+        return X, np.asarray([float(c) for c in cells], dtype=np.float32)
+    except ValueError:
+        raise DeepfitError(f"{path}: non-numeric target values for a regression model") from None
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
+    data: Annotated[list[Path], typer.Argument(help="CSV or NPZ files with the target column.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Loss and accuracy (or R^2) of MODEL on labelled DATA files (raw features)."""
+    from deepfit import io
+    from deepfit.nn.losses import get_loss
+
+    bundle = io.load(model)
+    results = {}
+    for path in data:
+        X, y = _read_labelled(bundle, path)
+        logits = bundle.model.predict(bundle.transform(X))
+        loss = get_loss(bundle.loss)
+        result: dict[str, float] = {"n": int(X.shape[0]), "loss": loss.forward(logits, y)}
+        if bundle.class_names is not None:
+            if bundle.loss == "sigmoid_binary_cross_entropy":
+                predicted = (logits[:, 0] > 0).astype(np.int64)
+            else:
+                predicted = logits.argmax(axis=1)
+            result["accuracy"] = float((predicted == y).mean())
+        else:
+            target = y.reshape(len(y), -1)
+            sst = float(((target - target.mean(axis=0)) ** 2).sum())
+            sse = float(((logits - target) ** 2).sum())
+            result["r2"] = 1 - sse / sst if sst else 0.0
+        results[str(path)] = result
+    if json_:
+        _echo_json(results)
+        return
+    for path, result in results.items():
+        parts = "  ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+        )
+        typer.echo(f"{path}: {parts}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
+    input_csv: Annotated[Path, typer.Argument(help="CSV of raw feature columns (with header).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write predictions here (CSV).")
+    ] = None,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="Class probabilities instead of labels.")
+    ] = False,
+) -> None:
+    """Predict for every row of INPUT_CSV: class labels (or --proba), or values."""
+    import csv
+    import io as _io
+
+    from deepfit import io
+    from deepfit.data.tabular import read_features
+    from deepfit.io import atomic_write_text
+
+    bundle = io.load(model)
+    target = bundle.config.get("data", {}).get("target", "target")
+    X, _ = read_features(input_csv, bundle.feature_names, target=target)
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if bundle.class_names is None:
+        values = bundle.predict(X)
+        writer.writerow(
+            [f"prediction_{j}" for j in range(values.shape[1])]
+            if values.shape[1] > 1
+            else ["prediction"]
+        )
+        writer.writerows([[f"{v:.6g}" for v in row] for row in values])
+    elif proba:
+        p = bundle.predict_proba(X)
+        writer.writerow([f"p_{name}" for name in bundle.class_names])
+        writer.writerows([[f"{v:.6f}" for v in row] for row in p])
+    else:
+        writer.writerow(["prediction"])
+        writer.writerows([[label] for label in bundle.predict(X)])
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        atomic_write_text(output, buffer.getvalue())
+        typer.echo(f"wrote {X.shape[0]} predictions to {output}", err=True)
+
+
+# -- gradcheck ------------------------------------------------------------------------------------
+@app.command()
+def gradcheck(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    examples: Annotated[int, typer.Option(help="Rows in the checked batch.", min=2)] = 16,
+    max_per_tensor: Annotated[
+        int, typer.Option(help="Entries checked per tensor (sampled; 0: all).", min=0)
+    ] = 30,
+    json_: JsonOpt = False,
+) -> None:
+    """Gradient-check CONFIG's model on a small batch of its data.
+
+    Float64, dropout off, L2/L1 penalties included; prints the per-tensor table and exits 1
+    when the overall relative error is 1e-5 or more.
+    """
+    from deepfit import experiment
+    from deepfit.checks.gradcheck import LOOK
+    from deepfit.checks.gradcheck import gradcheck as check
+    from deepfit.nn.losses import get_loss
+
+    resolved = configuration.load(config, set_ or [])
+    data = experiment.prepare(resolved)
+    loss = experiment.loss_name(resolved, data.task)
+    model = experiment.build_model(resolved, data.train[0].shape[1], data.n_outputs, loss)
+    X, y = data.train[0][:examples], data.train[1][:examples]
+    result = check(
+        model,
+        get_loss(loss),
+        X,
+        y,
+        l2=resolved["model"]["l2"],
+        l1=resolved["model"]["l1"],
+        disable_dropout=True,
+        max_per_tensor=max_per_tensor or None,
+    )
+    if json_:
+        _echo_json(
+            {
+                "relative_error": result.relative_error,
+                "per_tensor": result.per_tensor,
+                "worst": result.worst,
+                "verdict": result.verdict,
+            }
+        )
+    else:
+        typer.echo(result.report())
+    if result.relative_error >= LOOK:
+        raise typer.Exit(1)
+
+
+# -- diagnose -------------------------------------------------------------------------------------
+@app.command()
+def diagnose(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by deepfit train.")],
+    bayes_error: Annotated[
+        float | None, typer.Option(help="Bayes (human-level) error estimate, a fraction.")
+    ] = None,
+    learning_curve: Annotated[
+        bool, typer.Option("--learning-curve", help="Retrain on growing fractions of the data.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Bias/variance diagnosis of a run, with the notes' remedies."""
+    from deepfit import experiment
+    from deepfit.checks.biasvariance import diagnose_metrics
+
+    summary = experiment.load_summary(run_dir)
+    resolved = configuration.load(run_dir / experiment.CONFIG_FILE)
+    if bayes_error is not None:
+        if not 0 <= bayes_error <= 1:
+            raise DeepfitError(f"--bayes-error must be a fraction in [0, 1], got {bayes_error}")
+        resolved["diagnose"]["bayes_error"] = bayes_error
+    d = resolved["diagnose"]
+    if not summary.get("dev"):
+        raise DeepfitError(f"{run_dir}: the run had no dev set to diagnose against")
+    diagnosis = diagnose_metrics(summary["train"], summary["dev"], d["bayes_error"], d["tolerance"])
+    payload: dict[str, Any] = {"diagnosis": diagnosis.to_dict()}
+    curve = None
+    if learning_curve:
+        from deepfit.io import atomic_write_text
+
+        curve = experiment.learning_curve(resolved)
+        payload["learning_curve"] = curve.to_dict()
+        atomic_write_text(run_dir / "learning_curve.json", json.dumps(curve.to_dict(), indent=2))
+        try:
+            from deepfit import plots
+
+            plots.data_learning_curve(
+                {**curve.to_dict(), "bayes_error": d["bayes_error"]}, run_dir / "learning_curve.png"
+            )
+        except DeepfitError:
+            pass
+    if json_:
+        _echo_json(payload)
+        return
+    typer.echo(diagnosis.report())
+    if curve is not None:
+        typer.echo("learning curve (training examples: train error / dev error):")
+        for n, tr, dv in zip(curve.sizes, curve.train_errors, curve.dev_errors, strict=True):
+            typer.echo(f"  {n:>7}: {100 * tr:6.2f}% / {100 * dv:6.2f}%")
+        typer.echo(curve.verdict)
+
+
+# -- inspect ---------------------------------------------------------------------------------------
+@app.command()
+def inspect(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    steps: Annotated[
+        int, typer.Option(help="Also report after this many training steps.", min=0)
+    ] = 0,
+    examples: Annotated[int, typer.Option(help="Rows in the inspected batch.", min=2)] = 256,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the comparison plots here.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Per-layer activation and gradient statistics: vanishing or exploding layers.
+
+    Reports at initialization (and after --steps training steps), and compares zeros, small
+    random, Xavier and He initialization side by side at the configured depth.
+    """
+    from deepfit import experiment
+    from deepfit.checks import layerstats
+    from deepfit.nn.losses import get_loss
+    from deepfit.nn.objective import cost_and_gradients, make_penalties
+
+    resolved = configuration.load(config, set_ or [])
+    data = experiment.prepare(resolved)
+    loss_id = experiment.loss_name(resolved, data.task)
+    loss = get_loss(loss_id)
+    Xtr, ytr = data.train
+    X, y = Xtr[:examples], ytr[:examples]
+    model = experiment.build_model(resolved, Xtr.shape[1], data.n_outputs, loss_id)
+    payload: dict[str, Any] = {"at_init": layerstats.layer_statistics(model, loss, X, y)}
+    if steps:
+        optimizer = experiment.build_optimizer(resolved)
+        penalties = make_penalties(resolved["model"]["l2"], resolved["model"]["l1"])
+        rng = np.random.default_rng(resolved["train"]["seed"])
+        bs = resolved["train"]["batch_size"]
+        for _ in range(steps):
+            idx = rng.integers(0, len(Xtr), size=min(bs, len(Xtr)))
+            cost_and_gradients(model, loss, Xtr[idx], ytr[idx], penalties)
+            optimizer.step(model.params, model.grads)
+        payload[f"after_{steps}_steps"] = layerstats.layer_statistics(model, loss, X, y)
+    m = resolved["model"]
+    comparison = layerstats.compare_initializers(
+        Xtr.shape[1],
+        m["hidden"],
+        model.n_outputs,
+        loss,
+        X,
+        y,
+        activation=m["activation"],
+        seed=resolved["train"]["seed"],
+    )
+    payload["initializers"] = comparison
+    if out is not None:
+        from deepfit import plots
+
+        out.mkdir(parents=True, exist_ok=True)
+        plots.layer_statistics(comparison, out / "init_activation_std.png", "activation_std")
+        plots.layer_statistics(comparison, out / "init_grad_std.png", "grad_std")
+    if json_:
+        _echo_json(payload)
+        return
+    typer.echo(f"at initialization ({m['init']}, {len(m['hidden'])} hidden layers):")
+    typer.echo(layerstats.report(payload["at_init"]))
+    if steps:
+        typer.echo(f"\nafter {steps} training steps:")
+        typer.echo(layerstats.report(payload[f"after_{steps}_steps"]))
+    typer.echo("\ninitializers compared (activation std of hidden layers 1 / middle / last):")
+    for name, stats in comparison.items():
+        stds = [s["activation_std"] for s in stats]
+        flags = sorted({s["activation_flag"] for s in stats} | {s["grad_flag"] for s in stats})
+        picks = [stds[0], stds[len(stds) // 2], stds[-1]] if stds else []
+        typer.echo(
+            f"  {name:<8} "
+            + " / ".join(f"{v:.3g}" for v in picks)
+            + f"   {', '.join(f for f in flags if f != 'ok') or 'ok'}"
+        )
+    if out is not None:
+        typer.echo(f"plots: {out / 'init_activation_std.png'}, {out / 'init_grad_std.png'}")
+
+
+# -- demo ------------------------------------------------------------------------------------------
+DEMO_CONFIG = {
+    "data": {"source": "digits"},
+    "model": {"hidden": [128, 64], "batchnorm": True, "keep_prob": 0.9, "l2": 0.01},
+    "train": {
+        "optimizer": "adam",
+        "lr": 0.003,
+        "epochs": 40,
+        "batch_size": 64,
+        "schedule": {"kind": "inverse_time", "rate": 0.05},
+        "early_stopping": {"patience": 8},
+    },
+}
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 40,
+    json_: JsonOpt = False,
+) -> None:
+    """Train on the bundled digits in seconds: progress, summary, diagnosis, plots."""
+    from deepfit import experiment
+
+    resolved = configuration.validate(
+        {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], "epochs": epochs}}
+    )
+    summary = experiment.run(resolved, out, progress=None)
+    if json_:
+        _echo_json(experiment.public_summary(summary))
+        return
+    _print_summary(summary, out)
+    plots = summary.get("plots") or []
+    if plots:
+        typer.echo("plots: " + ", ".join(str(out / p) for p in plots))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning deepfit errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except DeepfitError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        return 130
+    except OSError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        return 2
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
