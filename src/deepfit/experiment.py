@@ -9,6 +9,7 @@ the plots.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -421,7 +422,12 @@ def learning_curve(
     fractions: Sequence[float] = (0.1, 0.2, 0.4, 0.7, 1.0),
 ) -> LearningCurve:
     """Retrain the config's model on growing fractions of its training split (same dev set)
-    and record train and dev error (``1 - accuracy``, or ``1 - R^2`` for regression)."""
+    and record train and dev error (``1 - accuracy``, or ``1 - R^2`` for regression).
+
+    A fraction ``f`` trains for ``epochs / f`` epochs (at most ten times as many), so every
+    point gets about the same number of optimizer steps: otherwise small subsets would look
+    worse for lack of training rather than lack of data.
+    """
     from deepfit.checks.biasvariance import more_data_verdict
 
     if not fractions or any(not 0 < f <= 1 for f in fractions):
@@ -434,7 +440,12 @@ def learning_curve(
         n = max(round(f * len(Xtr)), 2)
         keep = order[:n]
         subset = PreparedData(**{**data.__dict__, "train": (Xtr[keep], ytr[keep])})
-        summary = run(config, None, progress=False, prepared=subset)
+        epochs = config["train"]["epochs"]
+        scaled = {
+            **config,
+            "train": {**config["train"], "epochs": min(math.ceil(epochs / f), 10 * epochs)},
+        }
+        summary = run(scaled, None, progress=False, prepared=subset)
         sizes.append(n)
         train_errors.append(_error(summary["train"]))
         dev_errors.append(_error(summary["dev"]))

@@ -136,12 +136,18 @@ def layer_statistics(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, layers in stats.items():
-        values = [max(layer[quantity], 1e-30) for layer in layers]
-        ax.plot(range(1, len(values) + 1), values, marker=".", label=name)
+        values = [layer[quantity] for layer in layers]
+        if not any(v > 0 for v in values):
+            ax.plot([], [], " ", label=f"{name}: exactly 0 everywhere")
+            continue
+        ax.plot(range(1, len(values) + 1), [v if v > 0 else float("nan") for v in values],
+                marker=".", label=name)
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(quantity.replace("_", " "))
-    ax.set_title(f"{quantity.replace('_', ' ')} per layer at initialization")
+    label = {"activation_std": "activation std", "grad_std": "std of dW"}.get(quantity, quantity)
+    ax.set_title(f"{label} per hidden layer at initialization")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _save(fig, path)
