@@ -140,8 +140,12 @@ def layer_statistics(
         if not any(v > 0 for v in values):
             ax.plot([], [], " ", label=f"{name}: exactly 0 everywhere")
             continue
-        ax.plot(range(1, len(values) + 1), [v if v > 0 else float("nan") for v in values],
-                marker=".", label=name)
+        ax.plot(
+            range(1, len(values) + 1),
+            [v if v > 0 else float("nan") for v in values],
+            marker=".",
+            label=name,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
