@@ -452,6 +452,15 @@ def demo(
         typer.echo("plots: " + ", ".join(str(out / p) for p in plots))
 
 
+from deepfit.lab.command import lab  # noqa: E402
+
+app.command()(lab)
+
+from deepfit.tuning.command import tune  # noqa: E402
+
+app.command()(tune)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning deepfit errors into one line and exit code 2."""
     try:

@@ -255,6 +255,73 @@ def register_section(name: str, schema: dict[str, Any]) -> None:
     SCHEMA[name] = schema
 
 
+# -- [tune]: hyperparameter search (read by `deepfit tune`; `deepfit train` ignores it) --------
+class OptionalTable(dict):
+    """A schema table that is not filled with defaults when the config leaves it out (its
+    defaults are filled when it is written), so runs without ``[tune]`` never grow one."""
+
+
+class SpaceTable(dict):
+    """``[tune.space]``: a table mirroring the config's tables whose leaves are search
+    expressions (strings), e.g. ``[tune.space.train] lr = "loguniform(1e-4, 1)"`` and
+    ``[tune.space.train.schedule] rate = "uniform(0, 1)"``.
+
+    Names are checked against the schema here (a misspelt key is refused naming the closest
+    valid one); the expressions are parsed by :mod:`deepfit.tuning.space` when ``deepfit tune``
+    reads them, so ``deepfit train`` accepts and ignores the table. Nothing is filled in.
+    """
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        super().__init__()  # empty: iterating items() fills no defaults
+        self.template = template
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.template and not isinstance(self.template[name], OptionalTable)
+
+    def __iter__(self):
+        return (k for k in self.template if k in self)
+
+    def __getitem__(self, name: str) -> Any:
+        spec = self.template[name]
+        return SpaceTable(spec) if isinstance(spec, dict) else key("", search_expression())
+
+
+def search_expression() -> tuple[Check, str]:
+    rule = 'a search expression such as "loguniform(1e-4, 1)"'
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
+TUNE_STRATEGIES = ("random", "grid", "coarse-to-fine", "tpe")
+TUNE_METRICS = ("dev_loss", "dev_accuracy", "dev_r2")
+
+register_section(
+    "tune",
+    OptionalTable(
+        {
+            "trials": key(20, number(1, integer=True), "finished trials to reach"),
+            "strategy": key("random", choice(*TUNE_STRATEGIES), "how points are chosen"),
+            "metric": key(
+                "dev_loss", choice(*TUNE_METRICS), "dev-set metric to optimize (never test)"
+            ),
+            "direction": key("auto", choice("auto", "minimize", "maximize")),
+            "seed": key(0, number(0, integer=True), "seed of the search (not of training)"),
+            "pruning": key(True, boolean(), "stop hopeless trials early (median pruner)"),
+            "rounds": key(3, number(1, integer=True), "coarse-to-fine: number of rounds"),
+            "keep": key(
+                0.25, number(0, 1, lo_open=True), "coarse-to-fine: best fraction kept per round"
+            ),
+            "space": SpaceTable(SCHEMA),
+        }
+    ),
+)
+
+
 def _all_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for name, spec in schema.items():
@@ -316,6 +383,8 @@ def _validate(
     if fill:
         for name, spec in schema.items():
             if name not in out:
+                if isinstance(spec, OptionalTable):
+                    continue  # an optional section ([tune]) stays absent unless written
                 if isinstance(spec, dict):
                     out[name] = _validate({}, spec, f"{prefix}{name}.", fill=True)
                 else:

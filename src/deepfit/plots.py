@@ -17,7 +17,8 @@ from deepfit.io import atomic_write
 from deepfit.optim.ewa import EWA
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (a clear error without matplotlib)."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -28,10 +29,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically, close it, and return the path."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
@@ -53,7 +55,7 @@ def learning_curves(history: Any, path: str | Path, beta: float | None = None) -
         return None
     if beta is None:
         beta = round(min(0.9, max(0.0, 1.0 - 10.0 / len(records))), 2)
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in records]
     has_acc = "train_accuracy" in records[0] or "dev_accuracy" in records[0]
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4))
@@ -87,7 +89,7 @@ def learning_curves(history: Any, path: str | Path, beta: float | None = None) -
         ax.set_title(f"{metric} per epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_rate(history: Any, path: str | Path) -> Path | None:
@@ -95,7 +97,7 @@ def learning_rate(history: Any, path: str | Path) -> Path | None:
     records = history.records if hasattr(history, "records") else list(history)
     if not records or "lr" not in records[0]:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([r["epoch"] for r in records], [r["lr"] for r in records], marker=".")
     ax.set_yscale("log")
@@ -104,13 +106,13 @@ def learning_rate(history: Any, path: str | Path) -> Path | None:
     ax.set_ylabel("learning rate")
     ax.set_title("learning-rate schedule")
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def data_learning_curve(curve: Mapping[str, Any], path: str | Path) -> Path:
     """Train and dev error against the number of training examples (log x axis), with the
     Bayes estimate as a floor."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sizes = curve["sizes"]
     ax.plot(sizes, [100 * e for e in curve["train_errors"]], marker="o", label="train error")
@@ -123,7 +125,7 @@ def data_learning_curve(curve: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_title("learning curve: does more data help?")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def layer_statistics(
@@ -133,7 +135,7 @@ def layer_statistics(
 ) -> Path:
     """One line per initializer: a per-layer statistic (activation or gradient std) against
     depth, log y axis: vanishing lines fall, exploding lines rise, healthy lines stay flat."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, layers in stats.items():
         values = [layer[quantity] for layer in layers]
@@ -154,4 +156,4 @@ def layer_statistics(
     ax.set_title(f"{label} per hidden layer at initialization")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

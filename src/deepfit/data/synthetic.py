@@ -76,7 +76,7 @@ def moons(n_samples: int = 500, noise: float = 0.1, rng: RNGLike = 0) -> Dataset
 
 
 def circles(
-    n_samples: int = 500, noise: float = 0.05, factor: float = 0.5, rng: RNGLike = 0
+    n_samples: int = 500, noise: float = 0.05, factor: float = 0.8, rng: RNGLike = 0
 ) -> Dataset:
     """A small circle (class 1) inside a large one (class 0).
 

@@ -1,0 +1,280 @@
+"""What every lab experiment shares: the result record, the table writers, figures, data.
+
+A lab experiment is a module with ``NAME``, ``TITLE`` and ``run(out, quick=False)``; ``run``
+trains (through :func:`deepfit.experiment.run` wherever the run is a config), draws
+``out/NAME.png`` and returns a :class:`LabResult`, which :func:`write` turns into
+``out/NAME.md`` and ``out/NAME.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfit import config as configuration
+from deepfit import plots
+from deepfit.errors import DataError
+from deepfit.experiment import PreparedData
+from deepfit.io import atomic_write_text
+from deepfit.plots import pyplot  # noqa: F401  (re-exported for the experiments)
+
+MNIST_ENV = "DEEPFIT_MNIST10K"
+
+
+@dataclass
+class LabResult:
+    """The outcome of one lab experiment.
+
+    ``rows`` are the table: dicts with ``quantity``, ``ours``, ``published`` (``None`` where
+    the source gives no number) and ``note`` (why ours differs). ``checks`` are the claim's
+    direction as booleans (what the reduced tests assert). ``data`` holds the curves behind
+    the figure (JSON-ready).
+    """
+
+    name: str
+    title: str
+    claim: str
+    source: str
+    rows: list[dict[str, Any]]
+    checks: dict[str, bool]
+    data: dict[str, Any] = field(default_factory=dict)
+    quick: bool = False
+    seconds: float = 0.0
+    figure: str = ""
+    setup: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "claim": self.claim,
+            "source": self.source,
+            "setup": self.setup,
+            "quick": self.quick,
+            "seconds": round(self.seconds, 2),
+            "figure": self.figure,
+            "checks": self.checks,
+            "rows": self.rows,
+            "data": self.data,
+        }
+
+
+def row(quantity: str, ours: Any, published: Any = None, note: str = "") -> dict[str, Any]:
+    return {"quantity": quantity, "ours": ours, "published": published, "note": note}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value == 0 or math.isnan(value):
+            return f"{value:g}"
+        if abs(value) < 1e-3 or abs(value) >= 1e5:
+            return f"{value:.2e}"
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown(result: LabResult) -> str:
+    """The table page: title, claim, setup, one row per quantity, checks, runtime."""
+    lines = [
+        f"# {result.title}",
+        "",
+        f"**Claim.** {result.claim}",
+        "",
+        f"**Source.** {result.source}",
+        "",
+    ]
+    if result.setup:
+        lines += [f"**Setup.** {result.setup}", ""]
+    lines += [
+        "| quantity | ours | published | notes |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in result.rows:
+        lines.append(
+            f"| {_cell(r['quantity'])} | {_cell(r['ours'])} | {_cell(r['published'])} "
+            f"| {_cell(r['note'])} |"
+        )
+    lines += ["", "Claim checks (the reduced test asserts these on the `--quick` run):", ""]
+    lines += [f"- {k}: {'holds' if v else '**fails**'}" for k, v in result.checks.items()]
+    mode = "quick (reduced)" if result.quick else "full"
+    lines += [
+        "",
+        f"Run: `deepfit lab {result.name}{' --quick' if result.quick else ''}` ({mode}, "
+        f"{result.seconds:.1f} s). Figure: `{result.figure}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write(result: LabResult, out: str | Path) -> list[Path]:
+    """Write ``NAME.md`` and ``NAME.json`` into ``out``; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = atomic_write_text(out / f"{result.name}.md", markdown(result))
+    js = atomic_write_text(
+        out / f"{result.name}.json", json.dumps(_jsonable(result.to_dict()), indent=1) + "\n"
+    )
+    return [Path(md), Path(js)]
+
+
+# -- figures --------------------------------------------------------------------------------
+def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
+    """Save a PNG small enough to commit (~100 KB)."""
+    return plots.save_figure(fig, path, dpi=dpi)
+
+
+# -- data -----------------------------------------------------------------------------------
+def mnist_dir() -> Path:
+    """The 10,000 MNIST digits: ``$DEEPFIT_MNIST10K`` or ``../shared/data/mnist10k`` beside
+    the repository."""
+    env = os.environ.get(MNIST_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mnist10k"
+
+
+def mnist_available() -> bool:
+    return (mnist_dir() / "mnist10k-images-idx3-ubyte.gz").exists()
+
+
+_MNIST_CACHE: dict[str, Any] = {}
+
+
+def mnist(n_train: int, n_test: int = 2000, seed: int = 0):
+    """``n_train`` training and ``n_test`` test digits (disjoint), pixels scaled to [0, 1].
+
+    The test digits are always the last ``n_test`` of the (already shuffled) file, so runs
+    with different ``n_train`` share one test set; training digits are drawn from the rest.
+    """
+    from deepfit.data import idx
+
+    folder = mnist_dir()
+    if "ds" not in _MNIST_CACHE:
+        images = folder / "mnist10k-images-idx3-ubyte.gz"
+        if not images.exists():
+            raise DataError(
+                f"{folder}: the MNIST subset is missing (set ${MNIST_ENV} to its folder)"
+            )
+        _MNIST_CACHE["ds"] = idx(images, folder / "mnist10k-labels-idx1-ubyte.gz", scale=True)
+    ds = _MNIST_CACHE["ds"]
+    n = ds.X.shape[0]
+    if n_train + n_test > n:
+        raise DataError(f"asked for {n_train} + {n_test} MNIST digits; there are {n}")
+    rest = np.random.default_rng(seed).permutation(n - n_test)[:n_train]
+    return ds.X[rest], ds.y[rest], ds.X[n - n_test :], ds.y[n - n_test :]
+
+
+def prepared(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    dev: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "",
+) -> PreparedData:
+    """Fixed splits for :func:`deepfit.experiment.run` (the lab's data are already split and
+    scaled as the source did it, so the config's split/normalize are bypassed)."""
+    X = train[0]
+    empty = (np.zeros((0, X.shape[1]), np.float32), np.zeros(0, np.int64))
+    return PreparedData(
+        train=(np.asarray(train[0], np.float32), train[1]),
+        dev=(np.asarray(dev[0], np.float32), dev[1]) if dev is not None else empty,
+        test=(np.asarray(test[0], np.float32), test[1]),
+        task="classification",
+        n_outputs=n_classes,
+        standardizer=None,
+        class_names=[str(k) for k in range(n_classes)],
+        feature_names=None,
+        image_shape=None,
+        name=name,
+    )
+
+
+def config(
+    hidden: Sequence[int],
+    *,
+    model: dict[str, Any] | None = None,
+    **train: Any,
+) -> dict[str, Any]:
+    """A validated config with early stopping off (the lab trains for a fixed budget)."""
+    return configuration.validate(
+        {
+            "model": {"hidden": list(hidden), **(model or {})},
+            "train": {"early_stopping": {"enabled": False}, **train},
+        }
+    )
+
+
+def run_config(cfg: dict[str, Any], data: PreparedData, callbacks=()) -> dict[str, Any]:
+    """One training run through :func:`deepfit.experiment.run` (no run directory)."""
+    from deepfit import experiment
+
+    return experiment.run(
+        cfg, None, progress=False, write_plots=False, prepared=data, callbacks=callbacks
+    )
+
+
+class CourseInit:
+    """The course notebooks' initialization, draw for draw: ``np.random.seed(seed)`` once,
+    then for each layer ``W = randn(n_out, n_in) * scale`` (column-major ``W``, so ours is
+    its transpose), biases zero. ``scale`` is a number, ``"he"`` (``sqrt(2 / n_in)``) or
+    ``"xavier"`` (``sqrt(1 / n_in)``, the regularization notebook's).
+
+    Stateful: build one per model, and let :func:`deepfit.nn.mlp` call it layer by layer.
+    """
+
+    def __init__(self, scale: float | str = "he", seed: int = 3) -> None:
+        self.scale = scale
+        self.state = np.random.RandomState(seed)
+
+    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
+        if self.scale in ("he", "xavier"):
+            scale = np.sqrt((2.0 if self.scale == "he" else 1.0) / n_in)
+        else:
+            scale = float(self.scale)
+        return (self.state.randn(n_out, n_in) * scale).T.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"CourseInit({self.scale!r})"
+
+
+def sklearn_toy(kind: str, n_samples: int, noise: float, seed: int):
+    """scikit-learn's ``make_circles``/``make_moons`` with ``random_state=seed``: the same
+    points as the notebooks' ``np.random.seed(seed); make_...(...)``. Falls back to deepfit's
+    own generators (same construction, other draws) without scikit-learn."""
+    try:
+        from sklearn import datasets as skd
+    except ImportError:
+        from deepfit import data
+
+        ds = getattr(data, kind)(n_samples=n_samples, noise=noise, rng=seed)
+        return ds.X, ds.y, False
+    X, y = getattr(skd, f"make_{kind}")(n_samples=n_samples, noise=noise, random_state=seed)
+    return X.astype(np.float64), y.astype(np.int64), True

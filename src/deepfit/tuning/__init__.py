@@ -1,0 +1,29 @@
+"""Hyperparameter search: random, grid, coarse-to-fine and TPE, in an Optuna study.
+
+- :mod:`deepfit.tuning.space`: ``[tune.space]`` expressions, sampled on their scale (pure);
+- :mod:`deepfit.tuning.strategies`: random, grid, coarse-to-fine (pure);
+- :mod:`deepfit.tuning.study`: the driver (Optuna storage, pruning, resume, outputs);
+- :mod:`deepfit.tuning.executors`: in-process, worker processes, Ray tasks;
+- :mod:`deepfit.tuning.worker`: one trial, a plain dict in and out (calls
+  :func:`deepfit.experiment.run`).
+
+Optuna and Ray are imported only when a study runs.
+"""
+
+from deepfit.tuning.space import Space, SpaceError, parse, parse_expression
+from deepfit.tuning.strategies import CoarseToFine, GridSearch, RandomSearch
+from deepfit.tuning.study import Settings, Tuner, preview, tune
+
+__all__ = [
+    "CoarseToFine",
+    "GridSearch",
+    "RandomSearch",
+    "Settings",
+    "Space",
+    "SpaceError",
+    "Tuner",
+    "parse",
+    "parse_expression",
+    "preview",
+    "tune",
+]

@@ -1,0 +1,718 @@
+"""The driver: an Optuna study that survives crashes, filled by our strategies or by TPE.
+
+Only this process opens the storage (SQLite in the output directory by default, or any
+SQLAlchemy URL). For each new trial it asks the strategy for a point, enqueues it
+(``study.enqueue_trial``) and pops it with ``study.ask``, sends the executor a plain dict (the
+resolved config with the point applied), answers the per-epoch reports with Optuna's pruner
+(``trial.report`` / ``trial.should_prune``) and tells the study the outcome.
+
+What counts towards ``trials``: trials that completed, were pruned, or failed on their own
+(a diverging run, an invalid combination): each is a training run spent on a point. Trials
+that were *interrupted* (the driver killed, a worker process lost) do not count: they are
+marked failed with ``interrupted = true`` and their point is enqueued again, so a restarted
+study continues to exactly ``trials`` counted trials, losing none and counting none twice. (A
+point whose worker process dies ``MAX_ATTEMPTS`` times is given up and counted as failed.)
+
+Interrupted trials are found when the study (re)starts: with SQLite (one driver, guarded by a
+lock file) every trial still RUNNING is one; with a shared database (several drivers) a
+RUNNING trial whose ``heartbeat`` (refreshed by its driver every ``HEARTBEAT_S``) is older
+than ``STALE_S``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfit import config as C
+from deepfit.errors import DeepfitError
+from deepfit.io import atomic_write_text
+from deepfit.tuning import executors as _executors
+from deepfit.tuning import space as _space
+from deepfit.tuning import strategies as _strategies
+from deepfit.tuning.worker import DEFAULT_OBJECTIVE
+
+MAX_ATTEMPTS = 3
+HEARTBEAT_S = 30.0
+STALE_S = 600.0
+TRIALS_FILE = "trials.csv"
+BEST_FILE = "best.toml"
+DB_FILE = "study.db"
+LOCK_FILE = ".tune.lock"
+
+
+@dataclass
+class Settings:
+    """The ``[tune]`` table with the command line's overrides applied."""
+
+    trials: int = 20
+    strategy: str = "random"
+    metric: str = "dev_loss"
+    direction: str = "auto"
+    seed: int = 0
+    pruning: bool = True
+    rounds: int = 3
+    keep: float = 0.25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def minimize(self) -> bool:
+        if self.direction == "auto":
+            return self.metric == "dev_loss"
+        return self.direction == "minimize"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> Settings:
+        table = config.get("tune")
+        if not table:
+            raise C.ConfigError(
+                "the config has no [tune] table: add one with [tune.space.<section>] tables, "
+                'e.g. [tune.space.train] lr = "loguniform(1e-4, 1)"'
+            )
+        values = {k: v for k, v in table.items() if k != "space"}
+        for k, v in overrides.items():
+            if v is not None:
+                values[k] = v
+        checked = C.validate({"tune": values})["tune"]
+        checked.pop("space", None)
+        return cls(**checked)
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / DB_FILE).resolve()}"
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _fast_sqlite(engine) -> None:
+    """Write-ahead log and ``synchronous = NORMAL``: one sync per checkpoint instead of two
+    per commit. A killed process loses nothing committed (only a power cut could lose the last
+    commits), which is the durability a study needs."""
+    from sqlalchemy import event
+
+    def pragmas(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened from now on get the pragmas
+
+
+class _Lock:
+    """An exclusive lock file (released by the kernel if the process dies)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise DeepfitError(f"{what} is in use by another deepfit tune ({path})") from None
+
+    def release(self) -> None:
+        self.file.close()
+
+
+# -- the study ------------------------------------------------------------------------------------
+def _trial_state():
+    from optuna.trial import TrialState
+
+    return TrialState
+
+
+def counted(t) -> bool:
+    S = _trial_state()
+    return t.state in (S.COMPLETE, S.PRUNED) or (
+        t.state == S.FAIL and not t.user_attrs.get("interrupted")
+    )
+
+
+class Tuner:
+    """One ``deepfit tune``: call :meth:`run`."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        out: str | Path,
+        *,
+        settings: Settings | None = None,
+        workers: int | None = None,
+        executor: str = "local",
+        address: str | None = None,
+        storage: str | None = None,
+        study: str = "deepfit",
+        objective: str = DEFAULT_OBJECTIVE,
+        echo: Callable[[str], None] | None = None,
+        plots: bool = True,
+    ) -> None:
+        self.config = dict(config)
+        self.settings = settings or Settings.from_config(config)
+        self.space = _space.parse(config)
+        s = self.settings
+        self.strategy = _strategies.make(
+            s.strategy, self.space, s.trials, s.seed, rounds=s.rounds, keep=s.keep
+        )
+        self.out = Path(out)
+        self.storage_url = storage or default_storage(self.out)
+        self.study_name = study
+        self.workers, self.executor_kind, self.address = workers, executor, address
+        self.objective = objective
+        self.echo = echo or (lambda line: None)
+        self.plots = plots
+        self.running: dict[int, Any] = {}  # trial number -> optuna Trial
+        self._heartbeat: dict[int, float] = {}
+        self._best: float | None = None
+        self._shown_round = -1
+
+    # -- setup -----------------------------------------------------------------------------
+    def _open(self):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.settings
+        sampler = (
+            optuna.samplers.TPESampler(seed=s.seed)
+            if s.strategy == "tpe"
+            else optuna.samplers.RandomSampler(seed=s.seed)
+        )
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+            if s.pruning
+            else optuna.pruners.NopPruner()
+        )
+        engine = {"connect_args": {"timeout": 60}} if _is_sqlite(self.storage_url) else {}
+        try:
+            self.storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs=engine)
+        except Exception as exc:  # bad URL, missing driver, unreachable server
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DeepfitError(f"--storage {self.storage_url}: {first}") from None
+        if _is_sqlite(self.storage_url):
+            _fast_sqlite(self.storage.engine)
+        direction = "minimize" if s.minimize else "maximize"
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=self.study_name,
+            direction=direction,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+        identity = {
+            "space": self.space.describe(),
+            "strategy": s.strategy,
+            "metric": s.metric,
+            "direction": direction,
+            "seed": s.seed,
+            "rounds": s.rounds if s.strategy == "coarse-to-fine" else None,
+            "keep": s.keep if s.strategy == "coarse-to-fine" else None,
+        }
+        existing = study.user_attrs.get("deepfit")
+        if existing is None:
+            if study.trials:
+                raise DeepfitError(
+                    f"study {self.study_name!r} in {self.storage_url} was not made by deepfit "
+                    "tune; choose another --study"
+                )
+            study.set_user_attr("deepfit", identity)
+        elif existing != identity:
+            differs = sorted(k for k in identity if existing.get(k) != identity[k])
+            raise DeepfitError(
+                f"study {self.study_name!r} in {self.storage_url} was started with a different "
+                f"{', '.join(differs)}; resume it with the same [tune] settings, or pick another "
+                "--study / --out"
+            )
+        self.study = study
+        self.study_id = self.storage.get_study_id_from_name(self.study_name)
+        self.distributions = _space.optuna_distributions(self.space)
+
+    # -- interrupted trials -----------------------------------------------------------------
+    def _interrupt(self, t, reason: str, *, lost: bool = False) -> None:
+        """Mark ``t`` (RUNNING) failed and interrupted, then enqueue its point again.
+
+        ``lost``: its worker died under it (killed, out of memory), which may happen again
+        with the same point: after ``MAX_ATTEMPTS`` such losses the point is given up (and
+        counted as failed). A stopped driver is never the point's fault: always retried.
+        """
+        S = _trial_state()
+        losses = int(t.user_attrs.get("lost", 0)) + int(lost)
+        retry = losses < MAX_ATTEMPTS
+        message = reason if retry else f"{reason}; given up after {losses} lost workers"
+        tid = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+        try:
+            self.storage.set_trial_user_attr(tid, "lost", losses)
+            self.storage.set_trial_user_attr(tid, "interrupted", retry)
+            self.storage.set_trial_user_attr(tid, "error", message)
+            self.storage.set_trial_state_values(tid, S.FAIL)
+        except Exception:  # finished meanwhile (another driver): leave it
+            return
+        self.echo(f"trial {t.number}: interrupted ({reason}); {'retrying' if retry else 'gave up'}")
+        self._requeue()
+
+    def _requeue(self) -> None:
+        """Enqueue a retry for every slot whose latest trial was interrupted and that has no
+        counted, running or waiting trial. Idempotent, so a driver killed between marking a
+        trial and enqueuing its retry loses nothing."""
+        S = _trial_state()
+        latest: dict[int, Any] = {}
+        alive: set[int] = set()
+        for t in self.study.get_trials(deepcopy=False):
+            slot = t.user_attrs.get("slot")
+            if slot is None:
+                continue
+            if counted(t) or t.state in (S.RUNNING, S.WAITING):
+                alive.add(slot)
+            elif slot not in latest or t.number > latest[slot].number:
+                latest[slot] = t
+        for slot, t in sorted(latest.items()):
+            if slot in alive or not t.user_attrs.get("interrupted"):
+                continue
+            attrs = {k: t.user_attrs[k] for k in ("slot", "round", "lost") if k in t.user_attrs}
+            attempt = int(t.user_attrs.get("attempt", 1))
+            self.study.enqueue_trial(
+                dict(t.params), user_attrs={**attrs, "attempt": attempt + 1, "retry_of": t.number}
+            )
+
+    def _recover(self, *, all_running: bool) -> None:
+        S = _trial_state()
+        now = time.time()
+        for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+            if t.number in self.running:
+                continue
+            beat = t.user_attrs.get("heartbeat")
+            if beat is None and t.datetime_start is not None:
+                beat = t.datetime_start.timestamp()
+            if all_running or beat is None or now - beat > STALE_S:
+                self._interrupt(t, "the study stopped while it ran")
+        self._requeue()
+
+    def _beat(self, number: int | None = None) -> None:
+        now = time.monotonic()
+        for n, trial in self.running.items():
+            if (number is None or n == number) and now - self._heartbeat.get(n, 0) > HEARTBEAT_S:
+                self._heartbeat[n] = now
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("heartbeat", time.time())
+
+    # -- trials -----------------------------------------------------------------------------
+    def _finished(self, trials) -> list[_strategies.Finished]:
+        S = _trial_state()
+        out = []
+        for t in trials:
+            if "slot" not in t.user_attrs or not counted(t):
+                continue
+            value = t.value if t.state == S.COMPLETE else None
+            out.append(
+                _strategies.Finished(
+                    t.user_attrs["slot"],
+                    t.user_attrs.get("round", 0),
+                    _space.from_optuna(self.space, t.params),
+                    value,
+                )
+            )
+        return out
+
+    def _start_one(self, trials):
+        """Start one trial; returns "started", WAIT or None (nothing left to propose)."""
+        S = _trial_state()
+        waiting = any(t.state == S.WAITING for t in trials)
+        if not waiting:
+            slot = 1 + max((t.user_attrs.get("slot", -1) for t in trials), default=-1)
+            if self.strategy is None:  # tpe: Optuna samples
+                self.study.enqueue_trial({}, user_attrs={"slot": slot, "round": 0, "attempt": 1})
+            else:
+                proposal = self.strategy.propose(
+                    slot, self._finished(trials), self.settings.minimize
+                )
+                if proposal is None or proposal == _strategies.WAIT:
+                    return proposal
+                self._show_round(proposal.round, trials)
+                self.study.enqueue_trial(
+                    _space.to_optuna(self.space, proposal.point),
+                    user_attrs={"slot": slot, "round": proposal.round, "attempt": 1},
+                )
+        trial = self.study.ask(self.distributions)
+        point = _space.from_optuna(self.space, trial.params)
+        try:
+            config = self.space.apply(self.config, point)
+        except C.ConfigError as exc:
+            trial.set_user_attr("error", str(exc))
+            self.study.tell(trial, state=S.FAIL)
+            self._after(trial.number)
+            return "started"
+        payload = {
+            "number": trial.number,
+            "config": config,
+            "metric": self.settings.metric,
+            "objective": self.objective,
+        }
+        trial.set_user_attr("heartbeat", time.time())
+        self.running[trial.number] = trial
+        self._heartbeat[trial.number] = time.monotonic()
+        self.executor.submit(trial.number, payload)
+        return "started"
+
+    def _show_round(self, round_: int, trials) -> None:
+        if self.settings.strategy != "coarse-to-fine" or round_ <= self._shown_round:
+            return
+        self._shown_round = round_
+        assert isinstance(self.strategy, _strategies.CoarseToFine)
+        box = self.strategy.box(round_, self._finished(trials), self.settings.minimize)
+        parts = []
+        for k, v in box.to_dict(self.space).items():
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v):
+                parts.append(f"{k} [{v[0]:.4g}, {v[1]:.4g}]")
+            else:
+                parts.append(f"{k} {v}")
+        size = self.strategy.sizes[round_]
+        self.echo(
+            f"round {round_ + 1}/{len(self.strategy.sizes)} ({size} trials): " + ", ".join(parts)
+        )
+
+    def decide(self, number: int, epoch: int, value: float) -> bool:
+        """Per-epoch report of trial ``number``: record it; True prunes the trial."""
+        trial = self.running.get(number)
+        if trial is None or not math.isfinite(value):
+            return False
+        self._beat(number)
+        trial.report(value, epoch)
+        return bool(self.settings.pruning and trial.should_prune())
+
+    def _finish(self, number: int, result: Mapping[str, Any]) -> None:
+        S = _trial_state()
+        trial = self.running.pop(number, None)
+        self._heartbeat.pop(number, None)
+        if trial is None:
+            return
+        state = result.get("state")
+        if state == "interrupted":
+            frozen = self.study.get_trials(deepcopy=False)[number]
+            self._interrupt(frozen, result.get("error") or "interrupted", lost=True)
+            return
+        for k in ("epochs", "seconds", "best_epoch", "stop_reason", "host"):
+            if result.get(k) is not None:
+                trial.set_user_attr(k, result[k])
+        if state == "complete":
+            self.study.tell(trial, float(result["value"]))
+        elif state == "pruned":
+            self.study.tell(trial, state=S.PRUNED)
+        else:
+            trial.set_user_attr("error", result.get("error") or "failed")
+            self.study.tell(trial, state=S.FAIL)
+        self._after(number, result)
+
+    def _after(self, number: int, result: Mapping[str, Any] | None = None) -> None:
+        """A trial ended: rewrite trials.csv (and best.toml on a new best), print a row."""
+        trials = self.study.get_trials(deepcopy=False)
+        write_trials_csv(self.out / TRIALS_FILE, trials, self.space, self.settings.metric)
+        t = trials[number]
+        S = _trial_state()
+        best_changed = False
+        if t.state == S.COMPLETE and t.value is not None:
+            better = self._best is None or (
+                t.value < self._best if self.settings.minimize else t.value > self._best
+            )
+            if better:
+                self._best = t.value
+                best_changed = True
+                self._write_best(t)
+        n_counted = sum(counted(x) for x in trials)
+        point = _space.from_optuna(self.space, t.params) if t.params else {}
+        value = "" if t.value is None else f"{t.value:.4f}"
+        extra = ""
+        if t.state == S.FAIL:
+            extra = f"  ({t.user_attrs.get('error', '')})"
+        rnd = ""
+        if self.settings.strategy == "coarse-to-fine":
+            rnd = f" r{t.user_attrs.get('round', 0) + 1}"
+        epochs = t.user_attrs.get("epochs", "")
+        seconds = t.user_attrs.get("seconds")
+        self.echo(
+            f"{n_counted:>4}/{self.settings.trials}{rnd} trial {number:<4} "
+            f"{state_name(t):<8} {self.settings.metric} {value:<8} "
+            f"{'*' if best_changed else ' '} epochs {epochs!s:<3} "
+            f"{'' if seconds is None else f'{seconds:5.1f}s'}  {format_point(point)}{extra}"
+        )
+
+    def _write_best(self, t) -> None:
+        point = _space.from_optuna(self.space, t.params)
+        config = self.space.apply(self.config, point)
+        header = (
+            f"# best of study {self.study_name!r}: trial {t.number}, "
+            f"{self.settings.metric} = {t.value:.6g}\n"
+            f"# {format_point(point)}\n# deepfit train {self.out / BEST_FILE}\n"
+        )
+        atomic_write_text(self.out / BEST_FILE, header + C.dumps(config))
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        S = _trial_state()
+        self.out.mkdir(parents=True, exist_ok=True)
+        locks = [_Lock(self.out / LOCK_FILE, f"output directory {self.out}")]
+        try:
+            sqlite = _is_sqlite(self.storage_url)
+            if sqlite:
+                db = self.storage_url.split("///", 1)[-1]
+                if db and db != ":memory:" and Path(db).resolve().parent != self.out.resolve():
+                    locks.append(_Lock(Path(db + ".lock"), f"study database {db}"))
+            self._open()
+            self._recover(all_running=sqlite)
+            trials = self.study.get_trials(deepcopy=False)
+            done = sum(counted(t) for t in trials)
+            completed = [t for t in trials if t.state == S.COMPLETE and t.value is not None]
+            if completed:
+                best = (min if self.settings.minimize else max)(completed, key=lambda t: t.value)
+                self._best = best.value
+            s = self.settings
+            self.executor = _executors.make(
+                self.executor_kind, self.workers, self.decide, self.address
+            )
+            self.echo(
+                f"study {self.study_name!r} ({self.storage_url}): {s.strategy}, {s.trials} trials, "
+                f"{s.metric} ({'minimize' if s.minimize else 'maximize'}), "
+                f"{self.executor.capacity} at a time"
+                + (", pruning" if s.pruning else "")
+                + (f"; {done} already counted" if done else "")
+            )
+            try:
+                self._loop(sqlite)
+            except BaseException:
+                for number in list(self.running):
+                    with contextlib.suppress(Exception):
+                        frozen = self.study.get_trials(deepcopy=False)[number]
+                        self._interrupt(frozen, "the study was stopped")
+                self.running.clear()
+                with contextlib.suppress(Exception):
+                    trials = self.study.get_trials(deepcopy=False)
+                    write_trials_csv(self.out / TRIALS_FILE, trials, self.space, s.metric)
+                raise
+            finally:
+                self.executor.close()
+            return self._wrap_up()
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def _loop(self, sqlite: bool) -> None:
+        S = _trial_state()
+        target = self.settings.trials
+        exhausted = False
+        last_recover = time.monotonic()
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            n_counted = sum(counted(t) for t in trials)
+            n_running = sum(t.state == S.RUNNING for t in trials)
+            waiting = False
+            while (
+                not exhausted
+                and len(self.running) < self.executor.capacity
+                and n_counted + n_running < target
+            ):
+                outcome = self._start_one(trials)
+                if outcome is None:
+                    exhausted = True
+                    if n_counted + n_running < target:
+                        self.echo(
+                            f"the {self.settings.strategy} has no more points "
+                            f"({n_counted + n_running} of {target})"
+                        )
+                    break
+                if outcome == _strategies.WAIT:
+                    waiting = True
+                    break
+                trials = self.study.get_trials(deepcopy=False)
+                n_counted = sum(counted(t) for t in trials)
+                n_running = sum(t.state == S.RUNNING for t in trials)
+            if not self.running:
+                if n_counted >= target or exhausted:
+                    return
+                if n_running == 0 and not any(t.state == S.WAITING for t in trials):
+                    if waiting:
+                        raise DeepfitError("internal: a coarse-to-fine round cannot start")
+                    continue
+                # trials of other drivers are running: wait for them (or for them to go stale)
+                time.sleep(1.0)
+                if not sqlite and time.monotonic() - last_recover > HEARTBEAT_S:
+                    last_recover = time.monotonic()
+                    self._recover(all_running=False)
+                continue
+            for number, result in self.executor.poll(timeout=1.0):
+                self._finish(number, result)
+            self._beat()
+            if not sqlite and time.monotonic() - last_recover > 2 * HEARTBEAT_S:
+                last_recover = time.monotonic()
+                self._recover(all_running=False)
+
+    def _wrap_up(self) -> dict[str, Any]:
+        S = _trial_state()
+        trials = self.study.get_trials(deepcopy=False)
+        write_trials_csv(self.out / TRIALS_FILE, trials, self.space, self.settings.metric)
+        states = {st: sum(t.state == st for t in trials) for st in (S.COMPLETE, S.PRUNED, S.FAIL)}
+        interrupted = sum(
+            t.state == S.FAIL and bool(t.user_attrs.get("interrupted")) for t in trials
+        )
+        files = [TRIALS_FILE]
+        summary: dict[str, Any] = {
+            "study": self.study_name,
+            "storage": self.storage_url,
+            "strategy": self.settings.strategy,
+            "metric": self.settings.metric,
+            "direction": "minimize" if self.settings.minimize else "maximize",
+            "counted": sum(counted(t) for t in trials),
+            "complete": states[S.COMPLETE],
+            "pruned": states[S.PRUNED],
+            "failed": states[S.FAIL] - interrupted,
+            "interrupted": interrupted,
+            "best": None,
+        }
+        completed = [t for t in trials if t.state == S.COMPLETE and t.value is not None]
+        if completed:
+            best = (min if self.settings.minimize else max)(completed, key=lambda t: t.value)
+            self._write_best(best)
+            files.append(BEST_FILE)
+            summary["best"] = {
+                "number": best.number,
+                "value": best.value,
+                "params": _space.from_optuna(self.space, best.params),
+                "epochs": best.user_attrs.get("epochs"),
+            }
+        if self.plots:
+            from deepfit.tuning import plots
+
+            files += plots.write_all(self.out, trials, self.space, self.settings)
+        summary["files"] = files
+        summary["out"] = str(self.out)
+        return summary
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def state_name(t) -> str:
+    """complete, pruned, failed, interrupted (failed, retried), running or waiting."""
+    name = t.state.name.lower()
+    if name == "fail":
+        return "interrupted" if t.user_attrs.get("interrupted") else "failed"
+    return name
+
+
+def format_point(point: Mapping[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+
+    return " ".join(f"{k}={fmt(v)}" for k, v in point.items())
+
+
+def trial_rows(trials, space: _space.Space, metric: str) -> list[dict[str, Any]]:
+    S = _trial_state()
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state == S.WAITING:
+            continue
+        point = _space.from_optuna(space, t.params) if len(t.params) == len(space) else {}
+        state = state_name(t)
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": state,
+            "round": t.user_attrs.get("round", 0) + 1,
+            "attempt": t.user_attrs.get("attempt", 1),
+        }
+        for key in space.keys:
+            row[key] = point.get(key, "")
+        row[metric] = "" if t.value is None else t.value
+        row["epochs"] = t.user_attrs.get("epochs", "")
+        seconds = t.user_attrs.get("seconds")
+        row["seconds"] = "" if seconds is None else round(seconds, 3)
+        row["error"] = t.user_attrs.get("error", "") if t.state == S.FAIL else ""
+        rows.append(row)
+    return rows
+
+
+def write_trials_csv(path: Path, trials, space: _space.Space, metric: str) -> Path:
+    """One row per trial (number, state, round, attempt, the values, the metric, epochs,
+    seconds, error), written atomically."""
+    rows = trial_rows(trials, space, metric)
+    columns = [
+        "number",
+        "state",
+        "round",
+        "attempt",
+        *space.keys,
+        metric,
+        "epochs",
+        "seconds",
+        "error",
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+# -- public entry points -------------------------------------------------------------------------
+def tune(
+    config: Mapping[str, Any],
+    out: str | Path,
+    *,
+    trials: int | None = None,
+    strategy: str | None = None,
+    pruning: bool | None = None,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    storage: str | None = None,
+    study: str = "deepfit",
+    objective: str = DEFAULT_OBJECTIVE,
+    echo: Callable[[str], None] | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the search of ``config["tune"]``; returns a summary (best trial,
+    counts, files written). See :class:`Tuner`."""
+    settings = Settings.from_config(config, trials=trials, strategy=strategy, pruning=pruning)
+    if workers is not None and workers < 1:
+        raise DeepfitError(f"--workers must be at least 1, got {workers}")
+    return Tuner(
+        config,
+        out,
+        settings=settings,
+        workers=workers,
+        executor=executor,
+        address=address,
+        storage=storage,
+        study=study,
+        objective=objective,
+        echo=echo,
+        plots=plots,
+    ).run()
+
+
+def preview(
+    config: Mapping[str, Any], n: int, *, strategy: str | None = None
+) -> list[dict[str, Any]]:
+    """``n`` points the search would try first, without training (``--dry-run``). For
+    coarse-to-fine these are round-1 points (later rounds depend on results); for tpe, random
+    points (TPE starts with random trials)."""
+    settings = Settings.from_config(config, strategy=strategy)
+    space = _space.parse(config)
+    name = "random" if settings.strategy == "tpe" else settings.strategy
+    chosen = _strategies.make(
+        name, space, settings.trials, settings.seed, rounds=settings.rounds, keep=settings.keep
+    )
+    assert chosen is not None
+    if isinstance(chosen, _strategies.CoarseToFine):
+        return [space.sample(_strategies._rng(settings.seed, slot)) for slot in range(n)]
+    return chosen.preview(n)

@@ -1,0 +1,29 @@
+import math
+
+import numpy as np
+
+from deepfit.lab import initialization
+from deepfit.lab._common import CourseInit
+from deepfit.nn.sequential import mlp
+from tests.lab.helpers import assert_written
+
+
+def test_he_beats_large_random_beats_zeros(quick):
+    result, out = quick("init")
+    assert_written("init", out)
+    assert all(result.checks.values()), result.checks
+    course = result.data["circles_course"]
+    assert course["He"][0] > course["large random (x10)"][0] > course["zeros"][0] == 0.5
+    assert abs(result.data["cost"]["zeros"][-1] - math.log(2)) < 1e-3
+    xavier, he = result.data["activation_std"]["xavier"], result.data["activation_std"]["he"]
+    assert xavier[-1] < 1e-3 * xavier[0] and he[-1] > 0.3 * he[0]
+
+
+def test_course_init_draws_like_the_notebook():
+    model = mlp(2, [10, 5], 1, init=CourseInit("he", seed=3), dtype="float64")
+    state = np.random.RandomState(3)
+    W1 = state.randn(10, 2) * np.sqrt(2 / 2)
+    W2 = state.randn(5, 10) * np.sqrt(2 / 10)
+    assert np.array_equal(model.params["0.W"], W1.T)
+    assert np.array_equal(model.params["2.W"], W2.T)
+    assert initialization.COURSE_INITS.keys() == initialization.PUBLISHED.keys()

@@ -1,0 +1,44 @@
+"""Objectives for the study tests: plain functions of the trial's config (no training), with
+the worker's protocol (``report(epoch, value) -> prune?``, a result dict)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+
+def bowl_value(config) -> float:
+    t = config["train"]
+    return (math.log10(t["lr"]) + 2.5) ** 2 + (math.log10(1 - t["beta1"]) + 2) ** 2
+
+
+def bowl(payload, report):
+    """A smooth bowl in (log lr, log(1 - beta1)); reports a decreasing curve per epoch."""
+    value = bowl_value(payload["config"])
+    for epoch in range(1, 4):
+        if report(epoch, value + 1.0 / epoch):
+            return {"state": "pruned", "value": value + 1.0 / epoch, "epochs": epoch}
+    return {"state": "complete", "value": value, "epochs": 3}
+
+
+def sleepy(payload, report):
+    """The bowl, slowly (0.25 s per epoch), recording the worker's pid beside the study."""
+    pids = Path(os.environ["DEEPFIT_TEST_PIDS"])
+    pids.mkdir(parents=True, exist_ok=True)
+    (pids / str(os.getpid())).touch()
+    start = time.time()
+    value = bowl_value(payload["config"])
+    for epoch in range(1, 4):
+        time.sleep(0.25)
+        report(epoch, value + 1.0 / epoch)
+    (pids / f"trial-{payload['number']}").write_text(f"{start} {time.time()}")
+    return {"state": "complete", "value": value, "epochs": 3}
+
+
+def crash(payload, report):
+    """Kill the worker process itself on the first attempt (an out-of-memory kill, say)."""
+    if payload["config"]["train"]["lr"] > 0.1 and not os.environ.get("DEEPFIT_TEST_NO_CRASH"):
+        os._exit(9)
+    return bowl(payload, report)
