@@ -224,3 +224,15 @@ def test_readme_main_command_runs_the_demo(tmp_path):
     accuracy = float(re.search(r"test\s+loss \S+\s+accuracy (\S+)", done.stdout).group(1))
     assert accuracy >= 0.95
     assert (tmp_path / "demo" / "learning_curves.png").is_file()
+
+
+def test_gradcheck_exit_code_is_one_when_the_check_fails(tmp_path, monkeypatch):
+    from deepfit import cli
+    from deepfit.nn import activations
+
+    config = tmp_path / "g.toml"
+    config.write_text(SMALL.replace("hidden = [32]", 'hidden = [6]\nactivation = "tanh"'))
+    monkeypatch.setattr(activations.Tanh, "backward", lambda self, da: da * (1 - self._a))
+    assert cli.main(["gradcheck", str(config), "--max-per-tensor", "5"]) == 1
+    monkeypatch.undo()
+    assert cli.main(["gradcheck", str(config), "--max-per-tensor", "5"]) == 0

@@ -464,7 +464,8 @@ app.command()(tune)
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning deepfit errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # outside standalone mode click *returns* the code of typer.Exit / Ctrl-C (130)
+        code = app(args=argv, standalone_mode=False)
     except DeepfitError as exc:
         if _state["debug"]:
             raise
@@ -487,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
