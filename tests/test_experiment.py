@@ -135,3 +135,11 @@ def test_schedule_and_optimizer_choices_build():
         assert schedule(0) < schedule(2) == pytest.approx(schedule.after(0))
     for name, cls in (("sgd", df.SGD), ("momentum", df.Momentum), ("rmsprop", df.RMSprop)):
         assert isinstance(E.build_optimizer(C.validate({"train": {"optimizer": name}})), cls)
+
+
+def test_init_scale_sets_the_std_of_normal_initialization():
+    config = C.validate({"model": {"init": "normal", "init_scale": 10.0, "hidden": [200]}})
+    model = E.build_model(config, 100, 3, "softmax_cross_entropy")
+    assert float(model.params["0.W"].std()) == pytest.approx(10.0, rel=0.05)
+    with pytest.raises(C.ConfigError, match="'model.init_scale' must be a number > 0"):
+        C.validate({"model": {"init_scale": 0}})

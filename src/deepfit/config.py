@@ -202,6 +202,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "hidden": key([64], widths(), "hidden layer widths"),
         "activation": key("relu", choice("relu", "leaky_relu", "tanh", "sigmoid")),
         "init": key("he", choice("he", "xavier", "glorot_uniform", "normal", "zeros")),
+        "init_scale": key(
+            0.01, number(0, lo_open=True), "std of init = 'normal' (course: x10 = 10)"
+        ),
         "batchnorm": key(False, boolean()),
         "keep_prob": key(1.0, keep_probs(), "dropout keep probability"),
         "l2": key(0.0, number(0), "L2 penalty lambda: lambda/(2m) sum ||W||^2"),

@@ -24,6 +24,7 @@ from deepfit.checks.biasvariance import LearningCurve, diagnose_metrics
 from deepfit.config import ConfigError, dumps
 from deepfit.errors import DataError, DeepfitError
 from deepfit.io import atomic_write_text, save
+from deepfit.nn.init import normal
 from deepfit.nn.sequential import Sequential, mlp
 from deepfit.optim import schedules
 from deepfit.optim.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
@@ -197,7 +198,7 @@ def build_model(config: dict[str, Any], n_in: int, n_out: int, loss: str) -> Seq
         m["hidden"],
         n_out,
         activation=m["activation"],
-        init=m["init"],
+        init=normal(m["init_scale"]) if m["init"] == "normal" else m["init"],
         batchnorm=m["batchnorm"],
         keep_prob=m["keep_prob"],
         rng=streams(config["train"]["seed"])["model"],
