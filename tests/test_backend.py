@@ -61,3 +61,20 @@ def test_no_global_numpy_random_state_is_used():
     model.forward(np.ones((3, 4)), training=True)
     df.gradcheck(df.mlp(2, [2], 2, rng=1), df.SoftmaxCrossEntropy(), np.ones((3, 2)), [0, 1, 0])
     assert np.array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+
+
+def test_cupy_model_trains_like_the_numpy_one():
+    cupy = pytest.importorskip("cupy")
+    X = np.random.default_rng(0).standard_normal((64, 5))
+    y = (X[:, 0] > 0).astype(np.int64)
+    states = []
+    for device in ("numpy", "cupy"):
+        model = df.mlp(5, [8], 2, batchnorm=True, keep_prob=0.8, rng=0, dtype="float64")
+        model.to(device)
+        df.Trainer(model, batch_size=16, seed=0).fit(X, y, epochs=2)
+        states.append(model.state_dict())
+        if device == "cupy":
+            assert isinstance(model.params["0.W"], cupy.ndarray)
+            assert isinstance(model.predict(X), np.ndarray)
+    for k in states[0]:
+        np.testing.assert_allclose(states[0][k], states[1][k], rtol=1e-9, atol=1e-12)

@@ -78,21 +78,6 @@ class _ShiftedSchedule:
         return f"_ShiftedSchedule({self.schedule!r}, offset={self.offset})"
 
 
-class _AtLeast:
-    """``epoch -> max(schedule(epoch), floor)``: deepfit optimizers refuse a learning rate of
-    0, which a cosine schedule with ``min_learning_rate=0`` reaches after ``decay_steps``
-    epochs; a floor of 1e-30 leaves the weights as they are, as 0 would."""
-
-    def __init__(self, schedule: Any, floor: float = 1e-30) -> None:
-        self.schedule, self.floor = schedule, floor
-
-    def __call__(self, epoch: int) -> float:
-        return max(float(self.schedule(epoch)), self.floor)
-
-    def __repr__(self) -> str:
-        return f"_AtLeast({self.schedule!r}, {self.floor})"
-
-
 class _ValidationScore(Callback):
     """Records the estimator's ``score`` (accuracy or R^2) on the validation set each epoch."""
 
@@ -246,7 +231,7 @@ class _DeepFitBase(BaseEstimator):
             return s
         if isinstance(s, dict):
             try:
-                return _AtLeast(schedules.from_config(_with_lr0(s, lr)))
+                return schedules.from_config(_with_lr0(s, lr))
             except DeepfitError as exc:
                 raise ValueError(f"schedule={s!r}: {exc}") from None
         if s in ("exponential", "step") and rate is not None and not 0 < rate <= 1:
@@ -272,7 +257,7 @@ class _DeepFitBase(BaseEstimator):
                 every = 10 if self.decay_steps is None else int(self.decay_steps)
                 return schedules.Step(lr, every, 0.5 if rate is None else float(rate))
             total = self.max_epochs if self.decay_steps is None else self.decay_steps
-            return _AtLeast(schedules.Cosine(lr, int(total), float(self.min_learning_rate)))
+            return schedules.Cosine(lr, int(total), float(self.min_learning_rate))
         except DeepfitError as exc:
             raise ValueError(
                 f"schedule={s!r} with decay_rate={rate!r}, decay_steps={self.decay_steps!r}, "
@@ -530,8 +515,7 @@ _PARAMS_DOC = """
           default 0.95);
         - ``"step"``: ``lr0 * decay_rate ** (epoch // decay_steps)`` (defaults 0.5, 10);
         - ``"cosine"``: cosine annealing from ``lr0`` to ``min_learning_rate`` over
-          ``decay_steps`` epochs (default ``max_epochs``), then ``min_learning_rate``
-          (a rate of 0 is recorded as 1e-30: the weights stop moving);
+          ``decay_steps`` epochs (default ``max_epochs``), then ``min_learning_rate``;
         - a deepfit schedule config, e.g. ``{"kind": "warmup", "epochs": 5, "after":
           {"kind": "cosine", "total": 50}}`` (``lr0`` defaults to ``learning_rate``);
         - any callable ``epoch -> lr`` (e.g. a :mod:`deepfit.optim.schedules` object).

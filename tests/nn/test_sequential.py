@@ -135,3 +135,32 @@ def test_architecture_config_round_trip():
         df.Sequential.from_config([{"type": "ReLU"}, {"type": "Conv2d"}])
     with pytest.raises(df.DeepfitError, match=r"layer 0 \(Dense\)"):
         df.Sequential.from_config([{"type": "Dense", "n_in": 2}])
+
+
+def test_backward_without_input_gradient_fills_the_same_grads():
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 3))
+    model = df.mlp(4, [5, 5], 3, batchnorm=True, rng=0, dtype="float64")
+    model.forward(x, training=True)
+    dx = model.backward(dy)
+    expected = {k: g.copy() for k, g in model.grads.items()}
+    model.forward(x, training=True)
+    assert model.backward(dy, input_grad=False) is None
+    assert dx.shape == x.shape
+    for k, g in model.grads.items():
+        assert np.array_equal(g, expected[k]), k
+
+
+def test_to_numpy_keeps_the_model_and_cupy_needs_cupy():
+    import importlib.util
+
+    model = df.mlp(3, [4], 2, batchnorm=True, rng=0)
+    before = model.state_dict()
+    assert model.to("cpu") is model and model.device == "numpy"
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(type(v) is np.ndarray for v in model.grads.values())
+    if importlib.util.find_spec("cupy") is None:
+        with pytest.raises(df.DeepfitError, match="needs CuPy"):
+            model.to("cupy")
+    with pytest.raises(df.DeepfitError, match="unknown backend"):
+        model.to("tpu")

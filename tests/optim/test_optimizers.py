@@ -136,6 +136,14 @@ def test_state_dict_round_trip_continues_identically(name):
     assert fresh.t == opt.t == 10
 
 
+def test_a_learning_rate_of_zero_leaves_the_parameters_alone():
+    p, opt = {"w": np.array([1.0])}, df.Adam(0.1)
+    opt.lr = df.schedules.cosine(0.1, total=3)(3)
+    assert opt.lr == 0.0
+    opt.step(p, {"w": np.array([5.0])})
+    assert p["w"][0] == 1.0
+
+
 def test_learning_rate_can_change_between_steps():
     p, opt = {"w": np.array([0.0])}, df.SGD(0.1)
     opt.step(p, {"w": np.array([1.0])})
@@ -168,7 +176,7 @@ def test_trains_a_network_in_float32_in_place():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: df.SGD(0), "learning rate must be a positive"),
+        (lambda: df.SGD(-0.1), "learning rate must be a finite number >= 0"),
         (lambda: df.SGD(float("nan")), "learning rate"),
         (lambda: df.Adam(beta1=1.0), "Adam beta1 must be in"),
         (lambda: df.Adam(beta2=-0.1), "Adam beta2"),

@@ -6,28 +6,46 @@ The output activations (softmax, sigmoid for binary labels) are fused into the l
 
 from __future__ import annotations
 
+import numpy as np
+
+from deepfit import kernels
 from deepfit.backend import array_module
 from deepfit.errors import DeepfitError
 from deepfit.nn.layer import Layer
 
 
 class ReLU(Layer):
-    """``a = max(z, 0)``; ``dz = da * [z > 0]`` (the subgradient at 0 is taken as 0)."""
+    """``a = max(z, 0)``; ``dz = da * [z > 0]`` (the subgradient at 0 is taken as 0).
+
+    NaN passes through (so a diverging run still shows a non-finite loss). With the JIT on
+    (:mod:`deepfit.kernels`) each direction is one fused pass over the batch.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._positive = None
 
     def forward(self, z, training: bool = False):
-        xp = array_module(z)
-        a = xp.maximum(z, 0)
-        self._positive = (z > 0) if training else None
+        if kernels.usable(z):
+            a = np.empty_like(z)
+            positive = np.empty(z.shape, dtype=np.bool_)
+            kernels.relu_forward(z.reshape(-1), a.reshape(-1), positive.reshape(-1))
+        else:
+            xp = array_module(z)
+            a = xp.maximum(z, 0)
+            positive = (z > 0) if training else None
+        self._positive = positive if training else None
         return a
 
     def backward(self, da):
-        if self._positive is None:
+        positive = self._positive
+        if positive is None:
             raise self._missing_cache()
-        return da * self._positive
+        if kernels.usable(da) and da.shape == positive.shape:
+            dz = np.empty_like(da)
+            kernels.mask_multiply(da.reshape(-1), positive.reshape(-1), dz.reshape(-1))
+            return dz
+        return da * positive
 
     def _clear_cache(self) -> None:
         self._positive = None

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfit import kernels
 from deepfit.backend import array_module, resolve_dtype
 from deepfit.errors import DeepfitError, ShapeError
 from deepfit.nn.layer import Layer
@@ -77,29 +78,42 @@ class BatchNorm(Layer):
                 f"{self!r} needs at least 2 rows per batch in training to estimate a variance, "
                 f"got input of shape {z.shape}"
             )
-        mu = z.mean(axis=0)
-        centered = z - mu
-        var = (centered * centered).mean(axis=0)
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        z_hat = centered
-        z_hat *= inv_std
+        if kernels.usable(z, gamma, beta):
+            n, dt = self.n, z.dtype
+            y, z_hat = np.empty_like(z), np.empty_like(z)
+            mu, var, inv_std = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
+            kernels.batchnorm_forward(z, gamma, beta, dt.type(self.eps), y, z_hat, mu, var, inv_std)
+        else:
+            mu = z.mean(axis=0)
+            centered = z - mu
+            var = (centered * centered).mean(axis=0)
+            inv_std = 1.0 / xp.sqrt(var + self.eps)
+            z_hat = centered
+            z_hat *= inv_std
+            y = z_hat * gamma + beta
         ewa_update_(self.buffers["running_mean"], mu, self.momentum)
         ewa_update_(self.buffers["running_var"], var * (m / (m - 1)), self.momentum)
         self._z_hat, self._inv_std = z_hat, inv_std
-        return z_hat * gamma + beta
+        return y
 
     def backward(self, dy):
         z_hat, inv_std = self._z_hat, self._inv_std
         if z_hat is None:
             raise self._missing_cache()
         m = dy.shape[0]
-        (dy * z_hat).sum(axis=0, out=self.grads["gamma"])
-        dy.sum(axis=0, out=self.grads["beta"])
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        scale = self.params["gamma"] * inv_std / m
+        if kernels.usable(dy, z_hat, dgamma, dbeta, scale) and dy.shape == z_hat.shape:
+            dz = np.empty_like(dy)
+            kernels.batchnorm_backward(dy, z_hat, scale, dgamma, dbeta, dz)
+            return dz
+        (dy * z_hat).sum(axis=0, out=dgamma)
+        dy.sum(axis=0, out=dbeta)
         # dz = gamma * inv_std / m * (m * dy - sum(dy) - z_hat * sum(dy * z_hat))
         dz = dy * m
-        dz -= self.grads["beta"]
-        dz -= z_hat * self.grads["gamma"]
-        dz *= self.params["gamma"] * inv_std / m
+        dz -= dbeta
+        dz -= z_hat * dgamma
+        dz *= scale
         return dz
 
     def _clear_cache(self) -> None:

@@ -85,6 +85,15 @@ class Dense(Layer):
             dz.sum(axis=0, out=self.grads["b"])
         return dz @ W.T
 
+    def backward_params(self, dz) -> None:
+        x = self._x
+        if x is None:
+            raise self._missing_cache()
+        xp = array_module(dz)
+        xp.matmul(x.T, dz, out=self.grads["W"])
+        if "b" in self.grads:
+            dz.sum(axis=0, out=self.grads["b"])
+
     def _clear_cache(self) -> None:
         self._x = None
 

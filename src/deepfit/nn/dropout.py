@@ -1,10 +1,50 @@
-"""Inverted dropout."""
+"""Inverted dropout, with masks from one random draw each."""
 
 from __future__ import annotations
 
-from deepfit.backend import RNGLike, array_module, as_generator, uniform
+from types import ModuleType
+
+import numpy as np
+
+from deepfit import kernels
+from deepfit.backend import RNGLike, array_module, as_generator
 from deepfit.errors import DeepfitError
 from deepfit.nn.layer import Layer
+
+# SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
+# OOPSLA 2014): state_k = seed + k * golden, bits_k = mix(state_k).
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+def mask_bits(seed: int, n: int, xp: ModuleType = np):
+    """``n`` pseudo-random 32-bit integers (uint32) from one 64-bit ``seed``, on module ``xp``.
+
+    Entry ``i`` is the low (even ``i``) or high (odd ``i``) half of ``splitmix64(seed + (i//2
+    + 1) * golden)``: a counter-based stream, so any backend (NumPy, CuPy, the numba kernel
+    :func:`deepfit.kernels.dropout_forward`) computes the same bits from the same seed without
+    moving data, and a mask costs one draw from the layer's Generator.
+    """
+    u64 = xp.uint64
+    blocks = (n + 1) // 2
+    h = xp.arange(1, blocks + 1, dtype=u64)
+    h *= u64(_GOLDEN)
+    h += u64(seed)
+    h ^= h >> u64(30)
+    h *= u64(_MIX1)
+    h ^= h >> u64(27)
+    h *= u64(_MIX2)
+    h ^= h >> u64(31)
+    bits = xp.empty(2 * blocks, dtype=xp.uint32)
+    bits[0::2] = h & u64(0xFFFFFFFF)
+    bits[1::2] = h >> u64(32)
+    return bits[:n]
+
+
+def keep_threshold(keep_prob: float) -> int:
+    """The integer ``t`` with ``P(bits < t) = t / 2^32``, the nearest to ``keep_prob``."""
+    return min(round(keep_prob * 2**32), 2**32 - 1)
 
 
 class Dropout(Layer):
@@ -17,7 +57,9 @@ class Dropout(Layer):
     so ``E[a_out] = a`` and nothing needs rescaling at inference, where the layer is the
     identity. The mask is drawn uniformly (the notes' ``randn`` is a misprint: a normal draw
     would keep ``Phi(keep_prob)`` of the units, e.g. 79% instead of 80%) and the same mask is
-    applied in backward.
+    applied in backward. Each mask costs one draw from ``rng`` (a 64-bit seed) expanded into
+    uniform 32-bit integers by :func:`mask_bits`; a unit is kept when its integer is below
+    ``round(keep_prob * 2^32)``.
 
     Note the convention: ``keep_prob`` is the probability of *keeping* a unit, as in the
     notes; PyTorch's and Keras' ``p``/``rate`` is ``1 - keep_prob``.
@@ -45,12 +87,22 @@ class Dropout(Layer):
         if not training or not self.active:
             self._mask = None if not training else 1
             return a
-        xp = array_module(a)
-        mask = uniform(self.rng, a.shape, a.dtype, xp) < self.keep_prob
-        scaled = mask.astype(a.dtype)
-        scaled *= a.dtype.type(1.0 / self.keep_prob)
-        self._mask = scaled
-        return a * scaled
+        seed = self.rng.integers(0, 2**64, dtype=np.uint64)  # one draw per mask
+        threshold = keep_threshold(self.keep_prob)
+        scale = a.dtype.type(1.0 / self.keep_prob)
+        if kernels.usable(a):
+            out, mask = np.empty_like(a), np.empty_like(a)
+            kernels.dropout_forward(
+                a.reshape(-1), seed, np.uint64(threshold), scale, out.reshape(-1), mask.reshape(-1)
+            )
+        else:
+            xp = array_module(a)
+            keep = mask_bits(int(seed), a.size, xp) < xp.uint32(threshold)
+            mask = keep.reshape(a.shape).astype(a.dtype)
+            mask *= scale
+            out = a * mask
+        self._mask = mask
+        return out
 
     def backward(self, da):
         if self._mask is None:

@@ -38,6 +38,26 @@ class Layer:
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
+    def backward_params(self, dy: Any) -> None:
+        """Fill ``grads`` like :meth:`backward` without returning ``dx``.
+
+        For the first layer of a model, whose input gradient nobody needs; layers that can
+        skip work for it (``Dense`` skips the product ``dz W^T``) override this.
+        """
+        self.backward(dy)
+
+    def to(self, backend: str) -> Layer:
+        """Move every parameter, gradient and buffer to ``backend`` (``"numpy"``/``"cpu"`` or
+        ``"cupy"``/``"gpu"``), in place; returns ``self``. Build optimizers after moving."""
+        from deepfit.backend import get_backend, to_numpy
+
+        xp = get_backend(backend)
+        for store in (self.params, self.grads, self.buffers):
+            for key, value in store.items():
+                store[key] = to_numpy(value) if xp is np else xp.asarray(value)
+        self._clear_cache()
+        return self
+
     def astype(self, dtype: Any) -> Layer:
         """Convert every parameter, gradient and buffer to ``dtype`` (float32 or float64)."""
         dt = resolve_dtype(dtype)

@@ -73,7 +73,7 @@ def forward_backward(
     """Training-mode forward and backward: leaves ``dJ/dtheta`` in ``model.grads`` (penalty
     gradients included) and returns the evaluation (data loss, penalty, outputs)."""
     evaluation = evaluate_objective(model, loss, x, y, penalties, training=True)
-    model.backward(loss.backward())
+    model.backward(loss.backward(), input_grad=False)
     if penalties:
         weights, grads = _weights(model)
         for p in penalties:

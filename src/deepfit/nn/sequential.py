@@ -39,15 +39,26 @@ class Sequential:
         """Run every layer on ``x`` (cast to the model's dtype)."""
         dtype = self.dtype
         if dtype is not None:
-            x = array_module(x).asarray(x, dtype=dtype)
+            xp = self._module()
+            x = xp.asarray(x, dtype=dtype)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: Any) -> Any:
-        """Backpropagate ``dy`` (gradient w.r.t. the output); fills ``grads``; returns dx."""
-        for layer in reversed(self.layers):
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Any:
+        """Backpropagate ``dy`` (gradient w.r.t. the output); fills ``grads``; returns dx.
+
+        With ``input_grad=False`` the gradient with respect to the input is not computed
+        (training never needs it, and for a first ``Dense`` layer it is a whole matrix
+        product) and ``None`` is returned.
+        """
+        layers = self.layers
+        for layer in reversed(layers[1:] if not input_grad else layers):
             dy = layer.backward(dy)
+        if not input_grad:
+            if layers:
+                layers[0].backward_params(dy)
+            return None
         return dy
 
     __call__ = forward
@@ -67,6 +78,12 @@ class Sequential:
         if not chunks:
             return np.zeros((0, self.n_outputs or 0), dtype=self.dtype)
         return np.concatenate(chunks)
+
+    def _module(self):
+        for layer in self.layers:
+            for value in layer.params.values():
+                return array_module(value)
+        return np
 
     # -- parameters ----------------------------------------------------------------------
     def _named(self, store: str) -> dict[str, Any]:
@@ -132,6 +149,27 @@ class Sequential:
         for layer in self.layers:
             layer.astype(dtype)
         return self
+
+    def to(self, backend: str) -> Sequential:
+        """Move every parameter, gradient and buffer to ``backend``: ``"numpy"`` (or
+        ``"cpu"``) or ``"cupy"`` (or ``"gpu"``); returns ``self``.
+
+        The arrays are replaced, so build (or re-create) optimizers after moving; an
+        optimizer's state follows its parameters to their device at the next step. Inputs
+        may be NumPy arrays either way (they are moved batch by batch), and ``predict``
+        returns NumPy arrays.
+        """
+        for layer in self.layers:
+            layer.to(backend)
+        return self
+
+    @property
+    def device(self) -> str:
+        """``"cupy"`` when the parameters are CuPy arrays, else ``"numpy"``."""
+        for layer in self.layers:
+            for value in layer.params.values():
+                return "numpy" if array_module(value) is np else "cupy"
+        return "numpy"
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer as NumPy arrays, by qualified name."""

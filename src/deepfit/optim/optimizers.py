@@ -63,10 +63,11 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
+        # 0 is allowed, as in PyTorch: a cosine schedule ends there, and the step is a no-op
         if not isinstance(value, (int, float, np.floating)) or not (
-            value > 0 and math.isfinite(value)
+            value >= 0 and math.isfinite(value)
         ):
-            raise DeepfitError(f"learning rate must be a positive finite number, got {value!r}")
+            raise DeepfitError(f"learning rate must be a finite number >= 0, got {value!r}")
         self._lr = float(value)
 
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
@@ -76,10 +77,15 @@ class Optimizer:
                 f"params and grads have different keys: {sorted(set(params) ^ set(grads))}"
             )
         self.t += 1
+        fused = self.transforms[0] if len(self.transforms) == 1 else None
         for name, p in params.items():
             g = grads[name]
+            if fused is not None:
+                wd = self.weight_decay if self.weight_decay and self.decay_filter(name) else 0.0
+                if fused.fused_step_(name, p, g, self.t, self.lr, wd):
+                    continue
             u = self._scratch.get(name)
-            if u is None or u.shape != g.shape or u.dtype != p.dtype:
+            if u is None or u.shape != g.shape or u.dtype != p.dtype or type(u) is not type(p):
                 u = array_module(p).empty_like(p)
                 self._scratch[name] = u
             u[...] = g

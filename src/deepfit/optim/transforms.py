@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepfit.backend import array_module
+import numpy as np
+
+from deepfit import kernels
+from deepfit.backend import array_module, to_numpy
 from deepfit.errors import DeepfitError
 from deepfit.optim.ewa import bias_correction, ewa_update_
 
@@ -44,6 +47,12 @@ class Transform:
     def _slot(self, slot: str, name: str, like: Any) -> Any:
         store = self.state[slot]
         arr = store.get(name)
+        if arr is not None and type(arr) is not type(like):
+            # the state follows its parameter's device (NumPy <-> CuPy, e.g. after loading
+            # a checkpoint or moving the model)
+            xp = array_module(like)
+            arr = xp.asarray(to_numpy(arr) if xp is np else arr)
+            store[name] = arr
         if arr is None or arr.shape != like.shape or arr.dtype != like.dtype:
             if arr is not None:
                 raise DeepfitError(
@@ -57,6 +66,14 @@ class Transform:
 
     def update_(self, name: str, u: Any, t: int) -> None:
         raise NotImplementedError
+
+    def fused_step_(self, name: str, p: Any, g: Any, t: int, lr: float, wd: float) -> bool:
+        """Apply this transform and the step ``p -= lr * (u + wd * p)`` in one fused kernel.
+
+        Returns False (and does nothing) when there is no kernel for this transform or these
+        arrays; the optimizer then takes the NumPy path, which gives the same numbers.
+        """
+        return False
 
 
 class ScaleByMomentum(Transform):
@@ -127,6 +144,48 @@ class ScaleByAdam(Transform):
         self.beta1 = _check_beta("Adam beta1", beta1)
         self.beta2 = _check_beta("Adam beta2", beta2)
         self.eps = _check_eps(eps)
+        self._plans: dict[str, tuple] = {}
+        self._scalars_key: tuple | None = None
+        self._scalars: tuple = ()
+
+    def fused_step_(self, name, p, g, t, lr, wd):
+        plan = self._plans.get(name)
+        state_v, state_s = self.state["v"], self.state["s"]
+        if (
+            plan is None
+            or plan[0] is not p
+            or plan[1] is not g
+            or state_v.get(name) is not plan[2]
+            or state_s.get(name) is not plan[3]
+        ):
+            if not kernels.usable(p, g):
+                return False
+            v, s = self._slot("v", name, p), self._slot("s", name, p)
+            if not kernels.usable(p, v, s):
+                return False
+            kernel = kernels.adam_step
+            flat = (p.reshape(-1), g.reshape(-1), v.reshape(-1), s.reshape(-1))
+            plan = (p, g, v, s, kernel, flat)
+            self._plans[name] = plan
+        key = (t, lr, wd, p.dtype)
+        if key != self._scalars_key:
+            # the step's scalars, rounded to the arrays' dtype as NumPy's ufuncs round them
+            dt = p.dtype.type
+            b1, b2 = self.beta1, self.beta2
+            self._scalars = (
+                dt(b1),
+                dt(1.0 - b1),
+                dt(b2),
+                dt(1.0 - b2),
+                dt(bias_correction(b1, t)),
+                dt(bias_correction(b2, t)),
+                dt(self.eps),
+                dt(wd),
+                dt(lr),
+            )
+            self._scalars_key = key
+        plan[4](*plan[5], *self._scalars)
+        return True
 
     def update_(self, name, u, t):
         xp = array_module(u)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfit.backend import to_numpy
 from deepfit.data.batches import minibatches
 from deepfit.errors import DataError, DeepfitError
 from deepfit.nn.batchnorm import BatchNorm
@@ -152,7 +153,7 @@ class Trainer:
             predicted = (logits[:, 0] > 0).astype(np.int64)
         else:
             predicted = logits.argmax(axis=1)
-        return int((predicted == y).sum())
+        return int((to_numpy(predicted) == y).sum())
 
     def _lr_for(self, epoch: int) -> float:
         if self.schedule is not None:
@@ -208,20 +209,21 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_begin(self, epoch)
             total_loss, hits, seen = 0.0, 0, 0
+            params, grads = self.model.params, self.model.grads  # the arrays, not copies
             for b, idx in enumerate(minibatches(self.n_train, self.batch_size, self.rng)):
                 if has_batchnorm and idx.size < 2:
                     continue
-                xb = X[idx]
+                xb, yb = X[idx], y[idx]
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
                 with np.errstate(**self._errstate):
-                    step = forward_backward(self.model, self.loss, xb, y[idx], self.penalties)
+                    step = forward_backward(self.model, self.loss, xb, yb, self.penalties)
                 if self.terminate_on_nan and not math.isfinite(step.total):
                     self._stop_on_nan(step.total, epoch, b, last_good)
                     break
-                self.optimizer.step(self.model.params, self.model.grads)
+                self.optimizer.step(params, grads)
                 total_loss += step.data_loss * idx.size
-                hits += self._accuracy_hits(step.outputs, y[idx]) or 0
+                hits += self._accuracy_hits(step.outputs, yb) or 0
                 seen += idx.size
                 for cb in self.callbacks:
                     cb.on_batch_end(self, b, step.data_loss)

@@ -1,0 +1,126 @@
+"""The numba kernels (imported only when numba is installed and the JIT is on).
+
+Each loop body performs the float operations of its NumPy twin in the same order and in the
+arrays' dtype (scalars arrive already cast to it), with ``fastmath`` off, so the results equal
+the NumPy path's (bit for bit, except where a NumPy reduction sums in another order).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_OPTS = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(**_OPTS)
+def adam_step(p, g, v, s, b1, c1, b2, c2, bc1, bc2, eps, wd, lr):  # pragma: no cover
+    """Adam on 1-D arrays (twin: :meth:`deepfit.optim.transforms.ScaleByAdam.update_`)."""
+    for i in range(p.shape[0]):
+        gi = g[i]
+        vi = v[i] * b1 + c1 * gi
+        si = s[i] * b2 + c2 * (gi * gi)
+        v[i] = vi
+        s[i] = si
+        u = vi / (np.sqrt(si / bc2) + eps) / bc1
+        if wd != 0:
+            u = u + wd * p[i]
+        p[i] = p[i] - u * lr
+
+
+@numba.njit(**_OPTS)
+def relu_forward(z, a, positive):  # pragma: no cover
+    """``a = max(z, 0)`` (NaN passes through) and ``positive = z > 0``, on 1-D arrays."""
+    zero = z.dtype.type(0)
+    for i in range(z.shape[0]):
+        zi = z[i]
+        positive[i] = zi > zero
+        a[i] = zero if zi <= zero else zi
+
+
+@numba.njit(**_OPTS)
+def mask_multiply(da, keep, out):  # pragma: no cover
+    """``out = da * keep`` for a boolean ``keep``, on 1-D arrays (ReLU's backward)."""
+    for i in range(da.shape[0]):
+        out[i] = da[i] * keep[i]
+
+
+@numba.njit(**_OPTS)
+def _splitmix64(seed, k):  # pragma: no cover
+    h = seed + np.uint64(k + 1) * _GOLDEN
+    h = (h ^ (h >> np.uint64(30))) * _MIX1
+    h = (h ^ (h >> np.uint64(27))) * _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+@numba.njit(**_OPTS)
+def dropout_forward(a, seed, threshold, scale, out, mask):  # pragma: no cover
+    """Inverted dropout on 1-D arrays with the counter-based bits of
+    :func:`deepfit.nn.dropout.mask_bits`: ``mask = scale * (bits < threshold)``,
+    ``out = a * mask``."""
+    n = a.shape[0]
+    zero = a.dtype.type(0)
+    for k in range(n // 2):  # two 32-bit draws per hash, no branch: the loop vectorizes
+        h = _splitmix64(seed, k)
+        lo = scale if (h & _LOW32) < threshold else zero
+        hi = scale if (h >> np.uint64(32)) < threshold else zero
+        mask[2 * k] = lo
+        out[2 * k] = a[2 * k] * lo
+        mask[2 * k + 1] = hi
+        out[2 * k + 1] = a[2 * k + 1] * hi
+    if n % 2:
+        h = _splitmix64(seed, n // 2)
+        m = scale if (h & _LOW32) < threshold else zero
+        mask[n - 1] = m
+        out[n - 1] = a[n - 1] * m
+
+
+@numba.njit(**_OPTS)
+def batchnorm_forward(z, gamma, beta, eps, y, z_hat, mu, var, inv_std):  # pragma: no cover
+    """Training-mode batch norm of a C-ordered ``(m, n)`` batch; fills every output."""
+    m, n = z.shape
+    dt = z.dtype.type
+    for j in range(n):
+        mu[j] = 0
+        var[j] = 0
+    for i in range(m):
+        for j in range(n):
+            mu[j] += z[i, j]
+    for j in range(n):
+        mu[j] = mu[j] / dt(m)
+    for i in range(m):
+        for j in range(n):
+            c = z[i, j] - mu[j]
+            z_hat[i, j] = c
+            var[j] += c * c
+    for j in range(n):
+        var[j] = var[j] / dt(m)
+        inv_std[j] = dt(1.0) / np.sqrt(var[j] + eps)
+    for i in range(m):
+        for j in range(n):
+            zh = z_hat[i, j] * inv_std[j]
+            z_hat[i, j] = zh
+            y[i, j] = zh * gamma[j] + beta[j]
+
+
+@numba.njit(**_OPTS)
+def batchnorm_backward(dy, z_hat, scale, dgamma, dbeta, dz):  # pragma: no cover
+    """Batch norm's backward on C-ordered ``(m, n)`` arrays, ``scale = gamma * inv_std / m``:
+    ``dz = (m dy - sum dy - z_hat sum(dy z_hat)) * scale``."""
+    m, n = dy.shape
+    fm = dy.dtype.type(m)
+    for j in range(n):
+        dgamma[j] = 0
+        dbeta[j] = 0
+    for i in range(m):
+        for j in range(n):
+            d = dy[i, j]
+            dgamma[j] += d * z_hat[i, j]
+            dbeta[j] += d
+    for i in range(m):
+        for j in range(n):
+            dz[i, j] = (dy[i, j] * fm - dbeta[j] - z_hat[i, j] * dgamma[j]) * scale[j]

@@ -1,0 +1,192 @@
+"""The optional JIT kernels: each gives the numbers of its NumPy twin, and the switch works.
+
+Every test runs the NumPy path and, when numba is installed, the JIT path, and compares.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deepfit as df
+from deepfit import kernels
+from deepfit.nn.dropout import keep_threshold, mask_bits
+
+needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+
+
+def both_paths(monkeypatch, fn):
+    """``fn()`` with the JIT off, then on; returns both results."""
+    monkeypatch.setattr(kernels, "USE_JIT", False)
+    numpy_result = fn()
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    assert kernels.enabled()
+    return numpy_result, fn()
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_kernel_is_bit_identical(monkeypatch, dtype, weight_decay):
+    # one tensor above the parallel threshold, two below
+    shapes = {"0.W": (300, 400), "0.b": (400,), "1.W": (7, 3)}
+
+    def run():
+        rng = np.random.default_rng(0)
+        params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+        opt = df.Adam(1e-2, weight_decay=weight_decay)
+        for _ in range(4):
+            grads = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+            before = {k: g.copy() for k, g in grads.items()}
+            opt.step(params, grads)
+            assert all(np.array_equal(grads[k], before[k]) for k in grads)  # g untouched
+        return params, opt.state_dict()
+
+    (p0, s0), (p1, s1) = both_paths(monkeypatch, run)
+    for k in p0:
+        assert p1[k].dtype == np.dtype(dtype)
+        assert np.array_equal(p0[k], p1[k]), k
+    assert s0.keys() == s1.keys()
+    for k in s0:
+        assert np.array_equal(s0[k], s1[k]), k
+
+
+@needs_numba
+def test_adam_state_loaded_from_a_dict_is_used_by_the_kernel(monkeypatch):
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    rng = np.random.default_rng(1)
+    params = {"0.W": rng.standard_normal((5, 4)).astype(np.float32)}
+    grads = {"0.W": rng.standard_normal((5, 4)).astype(np.float32)}
+    a = df.Adam(1e-2)
+    a.step(params, grads)
+    state = a.state_dict()
+    p_a = {"0.W": params["0.W"].copy()}
+    p_b = {"0.W": params["0.W"].copy()}
+    a.step(p_a, grads)
+    b = df.Adam(1e-2)
+    b.step({"0.W": params["0.W"].copy()}, grads)  # builds a plan on other arrays
+    b.load_state_dict(state)
+    b.step(p_b, grads)
+    assert np.array_equal(p_a["0.W"], p_b["0.W"])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_kernels_match_numpy_and_keep_nan(monkeypatch, dtype):
+    z = np.random.default_rng(0).standard_normal((33, 17)).astype(dtype)
+    z[0, 0], z[1, 1] = np.nan, 0.0
+    da = np.random.default_rng(1).standard_normal(z.shape).astype(dtype)
+
+    def run():
+        layer = df.ReLU()
+        return layer.forward(z, training=True), layer.backward(da)
+
+    (a0, d0), (a1, d1) = both_paths(monkeypatch, run)
+    assert np.isnan(a1[0, 0]) and a1[1, 1] == 0
+    np.testing.assert_array_equal(a0, a1)
+    np.testing.assert_array_equal(d0, d1)
+
+
+@pytest.mark.parametrize("xp_module", ["numpy"])
+def test_mask_bits_are_splitmix64(xp_module):
+    # reference values of splitmix64 seeded with 0 (Vigna's splitmix64.c): the first two
+    # outputs are 0xE220A8397B1DCDAF and 0x6E789E6AA1B965F4
+    bits = mask_bits(0, 4)
+    assert bits.dtype == np.uint32
+    assert [int(b) for b in bits] == [0x7B1DCDAF, 0xE220A839, 0xA1B965F4, 0x6E789E6A]
+    assert np.array_equal(mask_bits(0, 3), bits[:3])
+    assert keep_threshold(0.5) == 2**31 and keep_threshold(1.0) == 2**32 - 1
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(64, 33), (1, 1), (5, 3)])
+def test_dropout_kernel_draws_the_numpy_mask(monkeypatch, dtype, shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    dy = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+
+    def run():
+        layer = df.Dropout(0.7, rng=5)
+        out = layer.forward(x, training=True)
+        return out, layer.backward(dy), layer.rng.bit_generator.state
+
+    (o0, d0, s0), (o1, d1, s1) = both_paths(monkeypatch, run)
+    np.testing.assert_array_equal(o0, o1)
+    np.testing.assert_array_equal(d0, d1)
+    assert s0 == s1  # one draw per mask on both paths
+
+
+def test_dropout_uses_one_draw_per_mask_whatever_the_size():
+    layer = df.Dropout(0.5, rng=0)
+    layer.forward(np.ones((300, 300)), training=True)
+    reference = np.random.default_rng(0)
+    reference.integers(0, 2**64, dtype=np.uint64)
+    assert layer.rng.bit_generator.state == reference.bit_generator.state
+
+
+def test_float32_and_float64_models_drop_the_same_units():
+    x = np.ones((40, 30))
+    a = df.Dropout(0.6, rng=3).forward(x.astype(np.float32), training=True)
+    b = df.Dropout(0.6, rng=3).forward(x, training=True)
+    assert np.array_equal(a != 0, b != 0)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_kernels_match_numpy(monkeypatch, dtype):
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((32, 24)) * 3 + 1).astype(dtype)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    gamma = rng.standard_normal(24).astype(dtype)
+
+    def run():
+        layer = df.BatchNorm(24, dtype=dtype)
+        layer.params["gamma"][...] = gamma
+        y = layer.forward(z, training=True)
+        dz = layer.backward(dy)
+        return y, dz, {**layer.grads, **layer.buffers}
+
+    (y0, dz0, g0), (y1, dz1, g1) = both_paths(monkeypatch, run)
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_array_equal(dz0, dz1)
+    for k in g0:
+        np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_runs_give_the_same_model_on_both_paths(monkeypatch, dtype):
+    X = np.random.default_rng(0).standard_normal((96, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+
+    def run():
+        model = df.mlp(6, [16, 8], 2, batchnorm=True, keep_prob=0.8, rng=0, dtype=dtype)
+        df.Trainer(model, batch_size=16, l2=0.01, seed=0).fit(X, y, epochs=2)
+        return model.state_dict()
+
+    s0, s1 = both_paths(monkeypatch, run)
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    for k in s0:
+        np.testing.assert_allclose(s0[k], s1[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+def test_jit_switch_from_the_environment():
+    code = "from deepfit import kernels; print(kernels.USE_JIT, kernels.enabled())"
+    env = {**os.environ, "DEEPFIT_JIT": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_kernels_refuse_what_they_cannot_take(monkeypatch):
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    a = np.ones((4, 3), dtype=np.float32)
+    assert kernels.usable(a) is kernels.available()
+    assert not kernels.usable(a.T)  # not C-contiguous
+    assert not kernels.usable(a, a.astype(np.float64))  # mixed dtypes
+    assert not kernels.usable(a.astype(np.int64))
+    monkeypatch.setattr(kernels, "USE_JIT", False)
+    assert not kernels.usable(a) and not kernels.enabled()
