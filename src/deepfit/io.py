@@ -41,11 +41,22 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(file)`` atomically (temp file, fsync, rename)."""
+def atomic_write(
+    path: str | Path,
+    write: Callable[[IO[bytes]], None],
+    *,
+    verify: Callable[[Path], None] | None = None,
+    suffix: str = ".tmp",
+) -> Path:
+    """Write ``path`` through ``write(file)`` atomically (temp file, fsync, rename).
+
+    ``verify(temp_path)``, when given, runs on the complete temporary file before the rename;
+    if it raises, the temporary file is removed, ``path`` is left as it was, and the
+    exception propagates (downloads check their SHA-256 this way).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         # mkstemp creates the file 0600; give it the mode a plain open() would
         umask = os.umask(0)
@@ -55,6 +66,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

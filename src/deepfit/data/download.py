@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import BinaryIO
 from deepfit.data.dataset import Dataset
 from deepfit.data.idxfile import idx
 from deepfit.errors import DataError
+from deepfit.io import atomic_write
 
 CACHE_ENV = "DEEPFIT_CACHE"
 _TIMEOUT_S = 60.0
@@ -120,54 +120,41 @@ def _manual_hint(source: Source, folder: Path) -> str:
     )
 
 
+class _ChecksumMismatch(Exception):
+    """A downloaded file whose SHA-256 differs from the pinned one."""
+
+
 def _download(source: Source, filename: str, dest: Path) -> None:
-    """Download ``filename`` to ``dest`` atomically, trying each mirror; verify SHA-256."""
+    """Download ``filename`` to ``dest`` atomically, trying each mirror; verify SHA-256
+    before the file takes its name."""
     expected = source.sha256[filename]
+    if not os.access(dest.parent, os.W_OK):
+        raise DataError(
+            f"{dest.parent}: cannot write to the cache directory; set {CACHE_ENV} or pass cache_dir"
+        )
     errors: list[str] = []
     for base in source.mirrors:
         url = base + filename
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest.parent)
-        except OSError as exc:
-            raise DataError(
-                f"{dest.parent}: cannot write to the cache directory ({exc}); "
-                f"set {CACHE_ENV} or pass cache_dir"
-            ) from exc
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _fetch_url(url, out)
-                out.flush()
-                os.fsync(out.fileno())
+
+        def verify(tmp: Path, url: str = url) -> None:
             got = sha256_of(tmp)
             if got != expected:
-                errors.append(f"{url} gave SHA-256 {got}, expected {expected}")
-                continue
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+                raise _ChecksumMismatch(f"{url} gave SHA-256 {got}, expected {expected}")
+
+        try:
+            atomic_write(
+                dest, lambda out, url=url: _fetch_url(url, out), verify=verify, suffix=".part"
+            )
             return
+        except _ChecksumMismatch as exc:
+            errors.append(str(exc))
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or exc
             errors.append(f"{url}: {reason}")
-        finally:
-            tmp.unlink(missing_ok=True)
     raise DataError(
         f"{source.name}: could not download {filename} ({'; '.join(errors)}); "
         f"{_manual_hint(source, dest.parent)}"
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def fetch(name: str, cache_dir: str | Path | None = None, *, download: bool = True) -> Path:

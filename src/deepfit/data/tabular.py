@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv as _csv
 import difflib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,48 @@ def _decide_task(values: list[float | None], task: str | None) -> str:
     return "regression"
 
 
+def _read_csv(p: Path, delimiter: str) -> Iterator[tuple[str, int, list[str]]]:
+    """Yield ``("header", line, cells)`` once, then ``(where, line, cells)`` for every data row.
+
+    ``where`` is ``"<file>: row N (line L)"`` for error messages. Completely blank lines are
+    skipped; an empty file, a ragged row, malformed CSV and non-UTF-8 text are refused with
+    one line naming the file (and row).
+    """
+    try:
+        fh = p.open(newline="", encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise DataError(f"{p}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
+    with fh:
+        reader = _csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            while header is not None and not any(c.strip() for c in header):
+                header = next(reader, None)
+            if header is None:
+                raise DataError(
+                    f"{p}: the file is empty; expected a header line naming the columns"
+                )
+            header = [h.strip() for h in header]
+            yield "header", reader.line_num, header
+            n_row = 0
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue
+                n_row += 1
+                where = f"{p}: row {n_row} (line {reader.line_num})"
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{where}: {len(row)} cells but the header has {len(header)} columns"
+                    )
+                yield where, reader.line_num, row
+        except _csv.Error as exc:
+            raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from exc
+
+
 def csv(
     path: str | Path,
     target: str = "target",
@@ -96,52 +139,22 @@ def csv(
         cell, NaN or infinity, or a single class.
     """
     p = Path(path)
-    try:
-        fh = p.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: no such file") from exc
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
-    with fh:
-        reader = _csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            while header is not None and not any(c.strip() for c in header):
-                header = next(reader, None)
-            if header is None:
-                raise DataError(
-                    f"{p}: the file is empty; expected a header line naming the columns"
-                )
-            header = [h.strip() for h in header]
-            _check_header(p, header, target)
-            t_col = header.index(target)
-            f_cols = [j for j in range(len(header)) if j != t_col]
-            feature_names = tuple(header[j] for j in f_cols)
-            rows: list[list[float]] = []
-            cells: list[str] = []
-            lines: list[int] = []
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                n_row = len(rows) + 1
-                where = f"{p}: row {n_row} (line {reader.line_num})"
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{where}: {len(row)} cells but the header has {len(header)} columns"
-                    )
-                values = []
-                for j in f_cols:
-                    values.append(_feature_value(where, header[j], row[j]))
-                rows.append(values)
-                cell = row[t_col].strip()
-                if cell == "":
-                    raise DataError(f"{where}, column {target!r}: empty target cell")
-                cells.append(cell)
-                lines.append(reader.line_num)
-        except _csv.Error as exc:
-            raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from exc
+    records = _read_csv(p, delimiter)
+    _, _, header = next(records)
+    _check_header(p, header, target)
+    t_col = header.index(target)
+    f_cols = [j for j in range(len(header)) if j != t_col]
+    feature_names = tuple(header[j] for j in f_cols)
+    rows: list[list[float]] = []
+    cells: list[str] = []
+    lines: list[int] = []
+    for where, line, row in records:
+        rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
+        cell = row[t_col].strip()
+        if cell == "":
+            raise DataError(f"{where}, column {target!r}: empty target cell")
+        cells.append(cell)
+        lines.append(line)
     if not rows:
         raise DataError(f"{p}: the file has a header but no data rows")
     X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(f_cols))
@@ -373,51 +386,27 @@ def read_features(
     Cells are validated as in :func:`csv`. Returns ``(X float32, target cells or None)``.
     """
     p = Path(path)
-    try:
-        fh = p.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
-    with fh:
-        reader = _csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            while header is not None and not any(c.strip() for c in header):
-                header = next(reader, None)
-            if header is None:
-                raise DataError(f"{p}: the file is empty; expected a header line")
-            header = [h.strip() for h in header]
-            t_col = header.index(target) if target and target in header else None
-            if feature_names is None:
-                f_cols = [j for j in range(len(header)) if j != t_col]
-            else:
-                missing = [f for f in feature_names if f not in header]
-                if missing:
-                    raise DataError(
-                        f"{p}: no column {missing[0]!r} in the header; the model was trained on "
-                        f"{', '.join(feature_names)}"
-                    )
-                extra = [h for j, h in enumerate(header) if h not in feature_names and j != t_col]
-                if extra:
-                    raise DataError(
-                        f"{p}: column {extra[0]!r} was not among the model's training features"
-                    )
-                f_cols = [header.index(f) for f in feature_names]
-            rows, cells = [], []
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                where = f"{p}: row {len(rows) + 1} (line {reader.line_num})"
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{where}: {len(row)} cells but the header has {len(header)} columns"
-                    )
-                rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
-                if t_col is not None:
-                    cells.append(row[t_col].strip())
-        except _csv.Error as exc:
-            raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from exc
+    records = _read_csv(p, delimiter)
+    _, _, header = next(records)
+    t_col = header.index(target) if target and target in header else None
+    if feature_names is None:
+        f_cols = [j for j in range(len(header)) if j != t_col]
+    else:
+        missing = [f for f in feature_names if f not in header]
+        if missing:
+            raise DataError(
+                f"{p}: no column {missing[0]!r} in the header; the model was trained on "
+                f"{', '.join(feature_names)}"
+            )
+        extra = [h for j, h in enumerate(header) if h not in feature_names and j != t_col]
+        if extra:
+            raise DataError(f"{p}: column {extra[0]!r} was not among the model's training features")
+        f_cols = [header.index(f) for f in feature_names]
+    rows, cells = [], []
+    for where, _, row in records:
+        rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
+        if t_col is not None:
+            cells.append(row[t_col].strip())
     if not rows:
         raise DataError(f"{p}: the file has a header but no data rows")
     X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(f_cols))
