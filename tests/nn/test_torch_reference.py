@@ -31,6 +31,7 @@ import pytest
 
 import deepfit
 from deepfit.nn import cost_and_gradients, make_penalties
+from tests.torch_oracle import Oracle, as_numpy
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -40,55 +41,15 @@ pytestmark = pytest.mark.torch
 RTOL = 1e-11
 ATOL = 1e-13
 
-# Largest relative error measured against PyTorch in this module: value and what it was on.
-_WORST: dict[str, object] = {"rel": 0.0, "what": "nothing compared yet"}
-
-
-def _np(a) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def relative_error(ours, theirs) -> float:
-    """``max|ours - theirs| / max|theirs|`` (the absolute error when ``theirs`` is all 0)."""
-    ours, theirs = _np(ours).astype(np.float64), _np(theirs).astype(np.float64)
-    diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
-    scale = float(np.max(np.abs(theirs))) if theirs.size else 0.0
-    return diff / scale if scale > 0 else diff
-
-
-def assert_matches(what: str, ours, theirs, rtol: float = RTOL, atol: float = ATOL) -> None:
-    """Assert ``ours`` equals the torch value ``theirs`` and record the relative error."""
-    ours_np, theirs_np = _np(ours), _np(theirs)
-    assert ours_np.shape == theirs_np.shape, f"{what}: shape {ours_np.shape} != {theirs_np.shape}"
-    assert ours_np.dtype == np.float64, f"{what}: deepfit computed in {ours_np.dtype}"
-    rel = relative_error(ours_np, theirs_np)
-    if rel > float(_WORST["rel"]):
-        _WORST["rel"], _WORST["what"] = rel, what
-    np.testing.assert_allclose(ours_np, theirs_np, rtol=rtol, atol=atol, err_msg=what)
+ORACLE = Oracle("nn", RTOL, ATOL, float64=True)
+assert_matches = ORACLE.assert_matches
+_np = as_numpy
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst(request):
     yield
-    line = (
-        f"[deepfit vs torch, nn] largest relative error {float(_WORST['rel']):.3e} "
-        f"on {_WORST['what']}"
-    )
-    _write_uncaptured(request.config, line)
-
-
-def _write_uncaptured(config, line: str) -> None:
-    """Print ``line`` on the terminal even while pytest captures output."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capman = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capman is None:  # e.g. under xdist workers
-        print(line)
-        return
-    with capman.global_and_fixture_disabled():
-        reporter.write("\n")
-        reporter.write_line(line)
+    ORACLE.report(request.config)
 
 
 # -- the MLP ---------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 
 from deepfit.optim import SGD, Adam, Momentum, RMSprop, schedules
+from tests.torch_oracle import Oracle, as_numpy
 
 torch = pytest.importorskip("torch")
 
@@ -48,48 +49,15 @@ ATOL = 1e-13
 DIM = 5
 STEPS = 30
 
-_WORST: dict[str, object] = {"rel": 0.0, "what": "nothing compared yet"}
-
-
-def _np(a) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def relative_error(ours, theirs) -> float:
-    """``max|ours - theirs| / max|theirs|`` (the absolute error when ``theirs`` is all 0)."""
-    ours, theirs = _np(ours).astype(np.float64), _np(theirs).astype(np.float64)
-    diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
-    scale = float(np.max(np.abs(theirs))) if theirs.size else 0.0
-    return diff / scale if scale > 0 else diff
-
-
-def assert_matches(what: str, ours, theirs, rtol: float = RTOL, atol: float = ATOL) -> None:
-    """Assert ``ours`` equals the reference ``theirs`` and record the relative error."""
-    ours_np, theirs_np = _np(ours), _np(theirs)
-    assert ours_np.shape == theirs_np.shape, f"{what}: shape {ours_np.shape} != {theirs_np.shape}"
-    rel = relative_error(ours_np, theirs_np)
-    if rel > float(_WORST["rel"]):
-        _WORST["rel"], _WORST["what"] = rel, what
-    np.testing.assert_allclose(ours_np, theirs_np, rtol=rtol, atol=atol, err_msg=what)
+ORACLE = Oracle("optim", RTOL, ATOL)
+assert_matches = ORACLE.assert_matches
+_np = as_numpy
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst(request):
     yield
-    line = (
-        f"[deepfit vs torch, optim] largest relative error {float(_WORST['rel']):.3e} "
-        f"on {_WORST['what']}"
-    )
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capman is None:  # e.g. under xdist workers
-        print(line)
-        return
-    with capman.global_and_fixture_disabled():
-        reporter.write("\n")
-        reporter.write_line(line)
+    ORACLE.report(request.config)
 
 
 # -- the quadratic ---------------------------------------------------------------------------
