@@ -325,15 +325,20 @@ register_section(
 )
 
 
-def _all_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for name, spec in schema.items():
+def flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``[("section.key", value), ...]`` for every leaf of nested tables, in order."""
+    out = []
+    for name, value in table.items():
         dotted = f"{prefix}{name}"
-        if isinstance(spec, dict):
-            keys.extend(_all_keys(spec, dotted + "."))
+        if isinstance(value, dict):
+            out.extend(flatten(value, dotted + "."))
         else:
-            keys.append(dotted)
-    return keys
+            out.append((dotted, value))
+    return out
+
+
+def _all_keys(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    return [dotted for dotted, _ in flatten(schema, prefix)]
 
 
 # Names other frameworks use for our keys: suggested before any spelling match.

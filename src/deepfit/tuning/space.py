@@ -257,17 +257,6 @@ def parse_expression(key: str, expression: str) -> Dimension:
     return OneMinusLogUniform(key, expression, float(lo), float(hi))
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for name, value in table.items():
-        dotted = f"{prefix}{name}"
-        if isinstance(value, Mapping):
-            out.extend(_flatten(value, dotted + "."))
-        else:
-            out.append((dotted, value))
-    return out
-
-
 # -- the space --------------------------------------------------------------------------------
 class Space:
     """The searched dimensions, in the order written, and how to apply a point to a config."""
@@ -326,7 +315,7 @@ def parse(config: Mapping[str, Any]) -> Space:
     alone on top of ``config``). Errors name the ``tune.space`` key."""
     table = (config.get("tune") or {}).get("space") or {}
     dims = []
-    for dotted, expression in _flatten(table):
+    for dotted, expression in C.flatten(table):
         where = f"tune.space.{dotted}"
         if not isinstance(expression, str):
             raise SpaceError(f"{where} must be a search expression such as 'loguniform(1e-4, 1)'")
