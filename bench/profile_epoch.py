@@ -1,0 +1,94 @@
+"""Where an epoch of workload 2 goes: py-spy's samples of deepfit's training, by function.
+
+Runs ``--epochs`` epochs of the MNIST-sized workload (784-512-512-10, batch 128, Adam, 12,800
+synthetic examples; ``--bn`` adds batch norm and dropout 0.8) under ``py-spy record`` and
+prints the share of samples whose innermost deepfit-or-NumPy frame is each function, so the
+time beyond the matrix products can be read off. Needs ``pip install py-spy``.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/profile_epoch.py [--bn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def train(epochs: int, bn: bool, raw: Path) -> None:
+    """Warm up (import numba, load the compiled kernels), then train under py-spy, which
+    attaches to this process so that none of the start-up is sampled."""
+    import numpy as np
+
+    import deepfit as df
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12_800, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 12_800)
+    model = df.mlp(784, [512, 512], 10, batchnorm=bn, keep_prob=0.8 if bn else 1.0, rng=0)
+    trainer = df.Trainer(model, optimizer=df.Adam(1e-3), batch_size=128, seed=0)
+    trainer.fit(X[:1024], y[:1024], epochs=1)
+    spy = subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--format",
+            "raw",
+            "--rate",
+            "500",
+            "--native",
+            "-o",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)  # let py-spy attach
+    trainer.fit(X, y, epochs=epochs)
+    spy.send_signal(signal.SIGINT)
+    spy.wait()
+
+
+def leaf(stack: str) -> str:
+    """What a sample was doing: ``BLAS`` inside OpenBLAS (the matrix products), else the
+    innermost frame of deepfit's or NumPy's own code (the kernels' machine code included)."""
+    frames = stack.split(";")
+    if any("openblas" in frame.lower() or "gemm" in frame.lower() for frame in frames):
+        return "BLAS (matrix products)"
+    for frame in reversed(frames):
+        if "deepfit" in frame or "numpy" in frame:
+            name = frame.split(" (")[0]
+            where = frame.split(" (")[-1].rstrip(")")
+            module = where.split("/")[-1].split(":")[0]
+            return f"{module}:{name}"
+    return frames[-1].split(" (")[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--bn", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "profile.txt"
+        train(args.epochs, args.bn, raw)
+        counts: collections.Counter[str] = collections.Counter()
+        for line in raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if "fit (deepfit" in stack:
+                counts[leaf(stack)] += int(n)
+    total = sum(counts.values())
+    print(f"workload 2{' + batch norm + dropout' if args.bn else ''}: {total} samples in fit")
+    for name, n in counts.most_common(18):
+        print(f"{100 * n / total:6.1f}%  {name}")
+
+
+if __name__ == "__main__":
+    main()
