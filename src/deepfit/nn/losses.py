@@ -54,6 +54,17 @@ def _check_batch(logits, y, name: str) -> None:
         )
 
 
+def _entrywise_targets(logits, y, name: str, what: str):
+    """``y`` as an array shaped like ``logits`` (``(m,)`` is read as one output column)."""
+    y = array_module(logits).asarray(y)
+    _check_batch(logits, y, name)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.shape != logits.shape:
+        raise ShapeError(f"{name}: y of shape {y.shape} does not match {what} {logits.shape}")
+    return y
+
+
 def log_softmax(z):
     """``log softmax(z) = z - logsumexp(z)``, with the row maximum subtracted first so that
     ``exp`` never overflows (logits of +-1000 are fine)."""
@@ -137,15 +148,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     def forward(self, logits, y) -> float:
         xp = array_module(logits)
-        y = xp.asarray(y)
-        _check_batch(logits, y, "SigmoidBinaryCrossEntropy")
-        if y.ndim == 1:
-            y = y.reshape(-1, 1)
-        if y.shape != logits.shape:
-            raise ShapeError(
-                f"SigmoidBinaryCrossEntropy: y of shape {y.shape} does not match logits "
-                f"{logits.shape}"
-            )
+        y = _entrywise_targets(logits, y, "SigmoidBinaryCrossEntropy", "logits")
         if y.size and bool(xp.any((y < 0) | (y > 1))):
             raise DeepfitError("SigmoidBinaryCrossEntropy: labels must lie in [0, 1]")
         y = y.astype(logits.dtype)
@@ -177,15 +180,7 @@ class MeanSquaredError(Loss):
     task = "regression"
 
     def forward(self, logits, y) -> float:
-        xp = array_module(logits)
-        y = xp.asarray(y)
-        _check_batch(logits, y, "MeanSquaredError")
-        if y.ndim == 1:
-            y = y.reshape(-1, 1)
-        if y.shape != logits.shape:
-            raise ShapeError(
-                f"MeanSquaredError: y of shape {y.shape} does not match outputs {logits.shape}"
-            )
+        y = _entrywise_targets(logits, y, "MeanSquaredError", "outputs")
         diff = logits - y.astype(logits.dtype)
         n = logits.size
         loss = float((diff * diff).sum()) / n
