@@ -52,18 +52,18 @@ class Layer:
         from deepfit.backend import get_backend, to_numpy
 
         xp = get_backend(backend)
-        for store in (self.params, self.grads, self.buffers):
-            for key, value in store.items():
-                store[key] = to_numpy(value) if xp is np else xp.asarray(value)
-        self._clear_cache()
-        return self
+        return self._replace_arrays(to_numpy if xp is np else xp.asarray)
 
     def astype(self, dtype: Any) -> Layer:
         """Convert every parameter, gradient and buffer to ``dtype`` (float32 or float64)."""
         dt = resolve_dtype(dtype)
+        return self._replace_arrays(lambda value: value.astype(dt))
+
+    def _replace_arrays(self, convert: Any) -> Layer:
+        """Replace every parameter, gradient and buffer by ``convert(array)``; forget caches."""
         for store in (self.params, self.grads, self.buffers):
             for key, value in store.items():
-                store[key] = value.astype(dt)
+                store[key] = convert(value)
         self._clear_cache()
         return self
 
