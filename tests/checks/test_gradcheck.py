@@ -103,3 +103,14 @@ def test_relative_error_and_verdicts():
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert relative_error(np.array([1.0]), np.array([-1.0])) == 1.0
     assert [verdict(e) for e in (1e-9, 1e-6, 1e-4, 0.3)] == ["fine", "look", "suspicious", "bug"]
+
+
+def test_inputs_at_a_relu_kink_are_reported():
+    model = df.mlp(3, [4], 2, rng=0)
+    X = np.vstack([np.zeros(3), np.random.default_rng(0).standard_normal((4, 3))])
+    y = np.array([0, 1, 0, 1, 1])
+    result = df.gradcheck(model, df.SoftmaxCrossEntropy(), X, y)
+    assert result.near_kinks == 4  # the zero row gives z = b = 0 for all 4 hidden units
+    assert "within 100 eps of the kink" in result.report()
+    smooth = df.gradcheck(model, df.SoftmaxCrossEntropy(), X[1:], y[1:])
+    assert smooth.near_kinks == 0 and "kink" not in smooth.report()
