@@ -80,3 +80,8 @@ def test_get_and_set_dotted_keys():
     assert C.get(config, "train.schedule.kind") == "cosine"
     with pytest.raises(C.ConfigError, match="is a table"):
         C.set_value(config, "train.schedule", 1)
+
+
+def test_dumps_quotes_keys_that_toml_cannot_leave_bare():
+    data = {"tune": {"space": {"a.b": "uniform(0, 1)", "plain": 1}}, "x y": {"k": [1, 2]}}
+    assert tomllib.loads(C.dumps(data)) == data

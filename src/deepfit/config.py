@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -525,6 +526,11 @@ def _toml_value(value: Any) -> str:
     raise ConfigError(f"cannot write {type(value).__name__} to TOML")
 
 
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted key."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
 def dumps(config: Mapping[str, Any]) -> str:
     """Write a config (nested tables of scalars and lists) as TOML text."""
     lines: list[str] = []
@@ -535,11 +541,11 @@ def dumps(config: Mapping[str, Any]) -> str:
         if name and (scalars or not tables):
             lines.append(f"[{name}]")
         for k, v in scalars.items():
-            lines.append(f"{k} = {_toml_value(v)}")
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
         if name and (scalars or not tables):
             lines.append("")
         for k, v in tables.items():
-            table(v, f"{name}.{k}" if name else k)
+            table(v, f"{name}.{_toml_key(k)}" if name else _toml_key(k))
 
     table(config, "")
     return "\n".join(lines).rstrip() + "\n"
