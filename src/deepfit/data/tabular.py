@@ -208,7 +208,7 @@ def _check_header(p: Path, header: list[str], target: str) -> None:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(
             f"{p}: no target column {target!r} in the header "
-            f"({', '.join(header)}){hint} Pass target=<column name>."
+            f"({', '.join(header)}){hint} Pass target=<column name> (config key data.target)."
         )
     if len(header) < 2:
         raise DataError(f"{p}: the only column is the target {target!r}; no feature columns")
