@@ -236,3 +236,13 @@ def test_gradcheck_exit_code_is_one_when_the_check_fails(tmp_path, monkeypatch):
     assert cli.main(["gradcheck", str(config), "--max-per-tensor", "5"]) == 1
     monkeypatch.undo()
     assert cli.main(["gradcheck", str(config), "--max-per-tensor", "5"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("train",), "Missing argument 'config'"), (("train", "x.toml", "--bogus"), "--bogus")],
+)
+def test_usage_errors_are_short_and_exit_2(args, message):
+    done = deepfit(*args, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

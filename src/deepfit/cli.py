@@ -481,10 +481,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         return 2
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # usage errors (a missing argument, an unknown option) are click exceptions: from
+        # typer's vendored copy of click or from click itself, depending on typer's version
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
             exc.show()
             return exc.exit_code
         raise
