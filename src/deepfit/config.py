@@ -156,6 +156,22 @@ def augmentations() -> tuple[Check, str]:
     return check, rule
 
 
+def image_size() -> tuple[Check, str]:
+    rule = "0 (every image at its own size, all equal), a positive integer or [height, width]"
+
+    def check(value: Any) -> Any:
+        def positive(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, list) and len(value) == 2 and all(positive(v) for v in value):
+            return value
+        raise ValueError(rule)
+
+    return check, rule
+
+
 @dataclass(frozen=True)
 class Key:
     """One config key: its default, its checker and the rule the checker enforces."""
@@ -172,7 +188,7 @@ def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
 
 DATA_SOURCES = (
     "digits", "breast_cancer", "wine", "iris", "circles", "moons", "idx", "mnist",
-    "fashion_mnist", "csv", "npz",
+    "fashion_mnist", "csv", "npz", "images",
 )  # fmt: skip
 
 SCHEDULE_KINDS = ("constant", "inverse_time", "exponential", "inverse_sqrt", "step", "cosine")
@@ -180,7 +196,9 @@ SCHEDULE_KINDS = ("constant", "inverse_time", "exponential", "inverse_sqrt", "st
 SCHEMA: dict[str, dict[str, Any]] = {
     "data": {
         "source": key("digits", choice(*DATA_SOURCES), "where the examples come from"),
-        "path": key("", text(), "csv or npz file (relative paths: to the config file)"),
+        "path": key(
+            "", text(), "csv or npz file, or images folder (relative paths: to the config file)"
+        ),
         "images": key("", text(), "IDX images file (source = 'idx')"),
         "labels": key("", text(), "IDX labels file (source = 'idx')"),
         "target": key("target", text(), "the csv column holding the label"),
@@ -194,6 +212,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "standardize on the training split, or divide by its largest |x| (pixels: 255)",
         ),
         "augment": key([], augmentations(), "image augmentations for training batches"),
+        "image_size": key(0, image_size(), "images: resize to [height, width] (or a side)"),
+        "color": key("grey", choice("grey", "gray", "rgb"), "images: grey or rgb pixels"),
         "max_examples": key(0, number(0, integer=True), "use at most this many (0: all)"),
         "n_samples": key(500, number(10, integer=True), "size of circles / moons"),
         "noise": key(0.1, number(0), "noise of circles / moons"),
@@ -349,6 +369,7 @@ ALIASES = {
     "dropout": "keep_prob", "lambda": "l2", "lambd": "l2", "weight_decay": "weight_decay",
     "batchsize": "batch_size", "max_epochs": "epochs", "max_iter": "epochs",
     "random_state": "seed", "batch_norm": "batchnorm", "bn": "batchnorm",
+    "color_mode": "color", "colour": "color", "target_size": "image_size",
 }  # fmt: skip
 
 
@@ -415,7 +436,7 @@ def validate(config: Mapping[str, Any], *, fill: bool = True) -> dict[str, Any]:
 def _check_cross_fields(config: dict[str, Any]) -> None:
     data, model = config.get("data", {}), config.get("model", {})
     source = data.get("source")
-    needs = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels")}
+    needs = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels"), "images": ("path",)}
     for field in needs.get(source, ()):
         if not data.get(field):
             raise ConfigError(
