@@ -13,6 +13,7 @@ import numpy as np
 
 from deepfit.config import ConfigError
 from deepfit.errors import DeepfitError
+from deepfit.memory import check_training_memory
 from deepfit.nn.init import normal
 from deepfit.nn.sequential import Sequential, mlp
 from deepfit.optim import schedules
@@ -40,6 +41,7 @@ def build_model(config: dict[str, Any], n_in: int, n_out: int, loss: str) -> Seq
     m = config["model"]
     if loss == "sigmoid_binary_cross_entropy":
         n_out = 1
+    check_training_memory(config, n_in, n_out)
     return mlp(
         n_in,
         m["hidden"],

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepfit.backend import draw
 from deepfit.backend import normal as _standard_normal
 from deepfit.errors import DeepfitError
 
@@ -46,9 +47,7 @@ class Normal:
     scale: float = 0.01
 
     def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        return (_standard_normal(rng, (n_in, n_out), np.dtype(np.float64)) * self.scale).astype(
-            dtype
-        )
+        return _standard_normal(rng, (n_in, n_out), dtype, self.scale)
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,7 @@ class Xavier:
     """
 
     def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        std = np.sqrt(1.0 / n_in)
-        return (_standard_normal(rng, (n_in, n_out), np.dtype(np.float64)) * std).astype(dtype)
+        return _standard_normal(rng, (n_in, n_out), dtype, np.sqrt(1.0 / n_in))
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class GlorotUniform:
 
     def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
         limit = np.sqrt(6.0 / (n_in + n_out))
-        return rng.uniform(-limit, limit, (n_in, n_out)).astype(dtype)
+        return draw(rng, (n_in, n_out), dtype, lambda n: rng.uniform(-limit, limit, n))
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,7 @@ class He:
     """
 
     def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        std = np.sqrt(2.0 / n_in)
-        return (_standard_normal(rng, (n_in, n_out), np.dtype(np.float64)) * std).astype(dtype)
+        return _standard_normal(rng, (n_in, n_out), dtype, np.sqrt(2.0 / n_in))
 
 
 zeros = Zeros()
