@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from deepfit import data as datasets
+from deepfit import metrics
 from deepfit.build import (
     build_early_stopping,
     build_model,
@@ -84,6 +85,8 @@ def load_source(cfg: dict[str, Any], seed: int) -> tuple[datasets.Dataset, datas
         return train, test
     if source in ("csv", "npz"):
         return _load_file(cfg["path"], cfg), None
+    if source == "images":
+        return datasets.images(cfg["path"], cfg["image_size"], cfg["color"]), None
     raise ConfigError(f"config key 'data.source' has no loader for {source!r}")
 
 
@@ -178,15 +181,13 @@ def prepare(config: dict[str, Any]) -> PreparedData:
 
 # -- evaluation ------------------------------------------------------------------------------------
 def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Loss, and accuracy (classification) or R^2 (regression), with dropout off."""
+    """Loss, and accuracy (classification) or R^2 (regression, scikit-learn's: averaged
+    uniformly over the outputs, see :func:`deepfit.metrics.r2_score`), with dropout off."""
     if X.shape[0] == 0:
         return {}
     result = trainer.evaluate(X, y)
     if trainer.task == "regression":
-        pred = trainer.predict(X).reshape(y.shape[0], -1)
-        target = y.reshape(y.shape[0], -1)
-        sst = float(((target - target.mean(axis=0)) ** 2).sum())
-        result["r2"] = 1.0 - float(((pred - target) ** 2).sum()) / sst if sst else 0.0
+        result["r2"] = metrics.r2_score(y, trainer.predict(X))
     return result
 
 

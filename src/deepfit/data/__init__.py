@@ -13,6 +13,7 @@ from deepfit.data.bundled import breast_cancer, digits, iris, wine
 from deepfit.data.dataset import Dataset, encode_labels
 from deepfit.data.download import default_cache_dir, fashion_mnist, fetch, mnist
 from deepfit.data.idxfile import idx
+from deepfit.data.images import images
 from deepfit.data.scaling import Standardizer
 from deepfit.data.split import Split, auto_split_sizes, train_dev_test_split
 from deepfit.data.synthetic import circles, moons
@@ -37,6 +38,7 @@ __all__ = [
     "fashion_mnist",
     "fetch",
     "idx",
+    "images",
     "iris",
     "iterate_minibatches",
     "minibatches",
