@@ -151,7 +151,7 @@ def evaluate(
     json_: JsonOpt = False,
 ) -> None:
     """Loss and accuracy (or R^2) of MODEL on labelled DATA files (raw features)."""
-    from deepfit import io
+    from deepfit import io, metrics
     from deepfit.nn.losses import get_loss
 
     bundle = io.load(model)
@@ -166,12 +166,9 @@ def evaluate(
                 predicted = (logits[:, 0] > 0).astype(np.int64)
             else:
                 predicted = logits.argmax(axis=1)
-            result["accuracy"] = float((predicted == y).mean())
+            result["accuracy"] = metrics.accuracy(y, predicted)
         else:
-            target = y.reshape(len(y), -1)
-            sst = float(((target - target.mean(axis=0)) ** 2).sum())
-            sse = float(((logits - target) ** 2).sum())
-            result["r2"] = 1 - sse / sst if sst else 0.0
+            result["r2"] = metrics.r2_score(y, logits)
         results[str(path)] = result
     if json_:
         _echo_json(results)
