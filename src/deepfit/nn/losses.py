@@ -1,21 +1,37 @@
 """Losses with their output activation fused in: softmax cross-entropy, sigmoid binary
-cross-entropy, mean squared error.
+cross-entropy, mean squared error; optional per-example weights and label smoothing.
 
 Each loss takes the network's raw outputs (logits), so the fused gradient is the simple and
-stable ``(p - y) / m``. ``forward(logits, y)`` returns the mean loss over the batch as a
-Python float and caches what ``backward()`` needs; ``output(logits)`` gives the predictions
-(probabilities, or the values themselves for regression).
+stable ``(p - y) / m``. ``forward(logits, y, weight=None)`` returns the mean loss over the
+batch as a Python float and caches what ``backward()`` needs; ``output(logits)`` gives the
+predictions (probabilities, or the values themselves for regression).
+
+With per-example weights ``w`` (``weight``, shape ``(m,)``, >= 0) the mean becomes the
+weighted mean of the examples' losses ``l_i``::
+
+    L = sum_i w_i l_i / sum_i w_i            dL/dz_i = (w_i / sum_j w_j) dl_i/dz_i
+
+so ``w = 1`` gives the plain mean, scaling every weight by a constant changes nothing, and a
+batch whose weights are all 0 has loss 0 and gradient 0. Class weights become example weights
+with :func:`class_weight_vector` and :func:`example_weights`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from deepfit.backend import array_module
-from deepfit.errors import DeepfitError, ShapeError
+from deepfit.errors import DataError, DeepfitError, ShapeError
 from deepfit.nn.activations import sigmoid
+
+
+def _check_smoothing(name: str, eps: float) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not 0 <= eps < 1:
+        raise DeepfitError(f"{name}: label_smoothing must be in [0, 1), got {eps!r}")
+    return float(eps)
 
 
 class Loss:
@@ -26,11 +42,11 @@ class Loss:
     def __init__(self) -> None:
         self._dlogits = None
 
-    def forward(self, logits: Any, y: Any) -> float:
+    def forward(self, logits: Any, y: Any, weight: Any = None) -> float:
         raise NotImplementedError
 
-    def __call__(self, logits: Any, y: Any) -> float:
-        return self.forward(logits, y)
+    def __call__(self, logits: Any, y: Any, weight: Any = None) -> float:
+        return self.forward(logits, y, weight)
 
     def backward(self):
         """Gradient of the last ``forward``'s mean loss with respect to the logits."""
@@ -40,6 +56,10 @@ class Loss:
 
     def output(self, logits: Any) -> Any:
         raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The loss's settings that change its value (for checkpoints and run files)."""
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -65,6 +85,29 @@ def _entrywise_targets(logits, y, name: str, what: str):
     return y
 
 
+def _row_scale(logits, weight, name: str, per_entry: int = 1):
+    """The factor ``c_i`` each example's loss and gradient get: ``1 / (m k)`` without weights,
+    ``w_i / (k sum w)`` with them (``k = per_entry`` outputs averaged per example). Returns
+    ``(c, total)``: a Python float or an ``(m, 1)`` column, and ``sum w`` (or ``m``)."""
+    m = logits.shape[0]
+    if weight is None:
+        return 1.0 / (max(m, 1) * per_entry), float(m)
+    xp = array_module(logits)
+    w = xp.asarray(weight)
+    if w.shape != (m,):
+        raise ShapeError(f"{name}: weight must have shape ({m},) (one per example), got {w.shape}")
+    if w.dtype.kind not in "biuf":
+        raise DeepfitError(f"{name}: weights must be numbers, got dtype {w.dtype}")
+    if m and not bool(xp.all(w >= 0)):
+        raise DeepfitError(f"{name}: weights must be finite and >= 0")
+    total = float(w.sum())
+    if not np.isfinite(total):
+        raise DeepfitError(f"{name}: weights must be finite and >= 0")
+    if total == 0:
+        return xp.zeros((m, 1), dtype=logits.dtype), 0.0
+    return (w / (total * per_entry)).astype(logits.dtype).reshape(-1, 1), total
+
+
 def log_softmax(z):
     """``log softmax(z) = z - logsumexp(z)``, with the row maximum subtracted first so that
     ``exp`` never overflows (logits of +-1000 are fine)."""
@@ -86,17 +129,31 @@ class SoftmaxCrossEntropy(Loss):
 
     ::
 
-        L = -(1/m) sum_i log softmax(z_i)[y_i]        dL/dz = (softmax(z) - onehot(y)) / m
+        l_i = -sum_k t_ik log softmax(z_i)_k        dl_i/dz_i = softmax(z_i) sum_k t_ik - t_i
+        L = (1/m) sum_i l_i        (weighted: sum_i w_i l_i / sum_i w_i)
 
-    ``y`` holds class indices ``0..K-1`` of shape ``(m,)``; a float array of shape ``(m, K)``
-    whose rows are probability distributions (soft labels) is accepted too.
+    ``y`` holds class indices ``0..K-1`` of shape ``(m,)`` (then ``t_i = onehot(y_i)``); a
+    float array of shape ``(m, K)`` whose rows are probability distributions (soft labels,
+    e.g. from mixup) is accepted too.
+
+    ``label_smoothing = eps`` replaces the target by ``(1 - eps) t + eps / K``, as PyTorch's
+    ``CrossEntropyLoss(label_smoothing=eps)``. Example weights ``w_i`` multiply the whole
+    (smoothed) example loss; with ``w_i = c[y_i]`` for class weights ``c`` this equals
+    PyTorch's ``CrossEntropyLoss(weight=c)`` (which also divides by ``sum_i c[y_i]``) when no
+    smoothing is applied.
     """
 
-    def forward(self, logits, y) -> float:
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = _check_smoothing("SoftmaxCrossEntropy", label_smoothing)
+
+    def forward(self, logits, y, weight=None) -> float:
         xp = array_module(logits)
         y = xp.asarray(y)
         _check_batch(logits, y, "SoftmaxCrossEntropy")
         m, k = logits.shape
+        eps = self.label_smoothing
+        scale, total = _row_scale(logits, weight, "SoftmaxCrossEntropy")
         logp = log_softmax(logits)
         grad = xp.exp(logp)
         if y.ndim == 1:
@@ -113,57 +170,106 @@ class SoftmaxCrossEntropy(Loss):
                     f"SoftmaxCrossEntropy: label {bad} is outside the {k} classes 0..{k - 1}"
                 )
             rows = xp.arange(m)
-            loss = -float(logp[rows, y].sum()) / m
-            grad[rows, y] -= 1
+            per_example = -logp[rows, y]
+            if eps:
+                per_example = (1.0 - eps) * per_example - (eps / k) * logp.sum(axis=1)
+                grad -= eps / k
+            grad[rows, y] -= 1.0 - eps
         elif y.shape == logits.shape:
             target = y.astype(logits.dtype)
-            loss = -float((target * logp).sum()) / m
+            if eps:
+                target = (1.0 - eps) * target + eps / k
+            per_example = -(target * logp).sum(axis=1)
+            grad *= target.sum(axis=1, keepdims=True)
             grad -= target
         else:
             raise ShapeError(
                 f"SoftmaxCrossEntropy: y must have shape ({m},) or {logits.shape}, got {y.shape}"
             )
-        grad /= m
+        _scale_(grad, scale, weight, m)
         self._dlogits = grad
-        return loss
+        return _reduce(per_example, weight, total, m)
 
     def output(self, logits):
         """Class probabilities ``softmax(z)``."""
         return softmax(logits)
 
+    def config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+
+    def __repr__(self) -> str:
+        ls = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"SoftmaxCrossEntropy({ls})"
+
+
+def _scale_(grad, scale, weight, n: int) -> None:
+    """``grad /= n`` without weights (the plain mean), else ``grad *= c`` row by row."""
+    if weight is None:
+        grad /= max(n, 1)
+    else:
+        grad *= scale
+
+
+def _reduce(per_example, weight, total: float, m: int) -> float:
+    """``sum(l) / m``, or ``sum(w l) / sum(w)`` (0 when every weight is 0)."""
+    if weight is None:
+        return float(per_example.sum()) / m if m else 0.0
+    if total == 0:
+        return 0.0
+    xp = array_module(per_example)
+    w = xp.asarray(weight).astype(np.float64)
+    return float((w * per_example.astype(np.float64)).sum()) / total
+
 
 class SigmoidBinaryCrossEntropy(Loss):
-    """Sigmoid output with the binary cross-entropy loss, fused, for labels in {0, 1}.
+    """Sigmoid output with the binary cross-entropy loss, fused, for labels in [0, 1].
 
     ::
 
-        L = (1/(m k)) sum max(z, 0) - z y + log(1 + exp(-|z|))
-        dL/dz = (sigmoid(z) - y) / (m k)
+        e_ij = max(z, 0) - z y + log(1 + exp(-|z|))       de_ij/dz = sigmoid(z) - y
+        L = (1/(m k)) sum_ij e_ij        (weighted: sum_i w_i (1/k) sum_j e_ij / sum_i w_i)
 
-    The form on the left equals ``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(z)``
-    but never overflows. ``logits`` has shape ``(m, k)`` (usually ``k = 1``: one output unit
-    per binary target); ``y`` has shape ``(m,)`` when ``k = 1``, or ``(m, k)``. The mean
-    runs over all ``m k`` entries, as PyTorch's ``BCEWithLogitsLoss``.
+    The form of ``e`` equals ``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(z)`` but
+    never overflows. ``logits`` has shape ``(m, k)`` (usually ``k = 1``: one output unit per
+    binary target); ``y`` has shape ``(m,)`` when ``k = 1``, or ``(m, k)``. Unweighted, the
+    mean runs over all ``m k`` entries, as PyTorch's ``BCEWithLogitsLoss``; weighted, it equals
+    ``BCEWithLogitsLoss(weight=w[:, None], reduction="sum") / (k sum w)``. Soft labels in
+    [0, 1] (mixup) are accepted. ``label_smoothing = eps`` uses ``y (1 - eps) + eps / 2``.
     """
 
-    def forward(self, logits, y) -> float:
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = _check_smoothing("SigmoidBinaryCrossEntropy", label_smoothing)
+
+    def forward(self, logits, y, weight=None) -> float:
         xp = array_module(logits)
         y = _entrywise_targets(logits, y, "SigmoidBinaryCrossEntropy", "logits")
         if y.size and bool(xp.any((y < 0) | (y > 1))):
             raise DeepfitError("SigmoidBinaryCrossEntropy: labels must lie in [0, 1]")
         y = y.astype(logits.dtype)
-        n = logits.size
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / 2
+        m, k = logits.shape
+        scale, total = _row_scale(logits, weight, "SigmoidBinaryCrossEntropy", k)
         per_entry = xp.maximum(logits, 0) - logits * y + xp.log1p(xp.exp(-xp.abs(logits)))
-        loss = float(per_entry.sum()) / n
         grad = sigmoid(logits)
         grad -= y
-        grad /= n
+        _scale_(grad, scale, weight, logits.size)
         self._dlogits = grad
-        return loss
+        if weight is None:
+            return float(per_entry.sum()) / logits.size if logits.size else 0.0
+        return _reduce(per_entry.mean(axis=1), weight, total, m)
 
     def output(self, logits):
         """Probabilities of the positive class, ``sigmoid(z)``."""
         return sigmoid(logits)
+
+    def config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+
+    def __repr__(self) -> str:
+        ls = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"SigmoidBinaryCrossEntropy({ls})"
 
 
 class MeanSquaredError(Loss):
@@ -174,19 +280,27 @@ class MeanSquaredError(Loss):
         L = (1/(m k)) sum (z - y)^2        dL/dz = 2 (z - y) / (m k)
 
     As PyTorch's ``MSELoss`` and Keras' ``mean_squared_error``. ``y`` may have shape
-    ``(m,)`` for one output.
+    ``(m,)`` for one output. Weighted: ``L = sum_i w_i (1/k) sum_j (z_ij - y_ij)^2 / sum_i
+    w_i`` and ``dL/dz_i = 2 w_i (z_i - y_i) / (k sum w)``.
     """
 
     task = "regression"
 
-    def forward(self, logits, y) -> float:
+    def forward(self, logits, y, weight=None) -> float:
         y = _entrywise_targets(logits, y, "MeanSquaredError", "outputs")
         diff = logits - y.astype(logits.dtype)
-        n = logits.size
-        loss = float((diff * diff).sum()) / n
-        diff *= 2.0 / n
+        m, k = logits.shape
+        scale, total = _row_scale(logits, weight, "MeanSquaredError", k)
+        squared = diff * diff
+        if weight is None:
+            diff *= 2.0 / max(logits.size, 1)
+        else:
+            diff *= 2.0
+            diff *= scale
         self._dlogits = diff
-        return loss
+        if weight is None:
+            return float(squared.sum()) / logits.size if logits.size else 0.0
+        return _reduce(squared.mean(axis=1), weight, total, m)
 
     def output(self, logits):
         """The predictions themselves (identity output)."""
@@ -200,11 +314,79 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def get_loss(name: str | Loss) -> Loss:
-    """Return the loss called ``name`` (or ``name`` itself when it is a Loss)."""
+def get_loss(name: str | Loss, **options: Any) -> Loss:
+    """Return the loss called ``name`` built with ``options`` (e.g. ``label_smoothing``), or
+    ``name`` itself when it is a Loss."""
     if isinstance(name, Loss):
         return name
     try:
-        return LOSSES[name]()
+        cls = LOSSES[name]
     except KeyError:
         raise DeepfitError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+    if options.get("label_smoothing") and cls is MeanSquaredError:
+        raise DeepfitError("label_smoothing applies to classification losses, not to mse")
+    options = {k: v for k, v in options.items() if not (k == "label_smoothing" and not v)}
+    return cls(**options)
+
+
+# -- class weights ------------------------------------------------------------------------------
+ClassWeight = str | Mapping[int, float] | None
+
+
+def class_weight_vector(y: Any, n_classes: int, class_weight: ClassWeight) -> np.ndarray:
+    """One weight per class ``0..n_classes-1`` (float64).
+
+    ``"balanced"`` is scikit-learn's ``compute_class_weight``: ``n_samples / (n_present *
+    bincount(y))`` over the ``n_present`` classes that occur in ``y`` (absent classes get 1;
+    no example uses them). A mapping ``{class index: weight}`` sets the listed classes; the
+    others keep weight 1, as in scikit-learn. ``None`` gives all ones.
+    """
+    y = np.asarray(y)
+    weights = np.ones(n_classes)
+    if class_weight is None:
+        return weights
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise DeepfitError(
+                f"class_weight must be 'balanced', a mapping or None, got {class_weight!r}"
+            )
+        counts = np.bincount(y.astype(np.int64), minlength=n_classes)[:n_classes]
+        present = counts > 0
+        weights[present] = y.shape[0] / (int(present.sum()) * counts[present])
+        return weights
+    if not isinstance(class_weight, Mapping):
+        raise DeepfitError(
+            f"class_weight must be 'balanced', a mapping or None, got {type(class_weight)}"
+        )
+    for label, value in class_weight.items():
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+            raise DataError(f"class_weight key {label!r} is not a class index 0..{n_classes - 1}")
+        if not 0 <= int(label) < n_classes:
+            raise DataError(
+                f"class_weight names class {label}, outside the {n_classes} classes "
+                f"0..{n_classes - 1}"
+            )
+        if not isinstance(value, (int, float, np.number)) or not (
+            np.isfinite(value) and value >= 0
+        ):
+            raise DataError(f"class_weight of class {label} must be a number >= 0, got {value!r}")
+        weights[int(label)] = float(value)
+    return weights
+
+
+def example_weights(
+    y: Any, n_classes: int, class_weight: ClassWeight = None, sample_weight: Any = None
+) -> np.ndarray | None:
+    """Per-example weights ``w_i = sample_weight_i * c[y_i]`` (``None`` when neither is given).
+
+    For binary labels of a one-unit sigmoid output pass ``n_classes = 2``.
+    """
+    if class_weight is None and sample_weight is None:
+        return None
+    y = np.asarray(y)
+    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if class_weight is not None:
+        if y.ndim != 1:
+            raise DataError("class_weight needs class labels (one per row), not soft targets")
+        w = w * class_weight_vector(y, n_classes, class_weight)[y.astype(np.int64)]
+    return w

@@ -1,4 +1,10 @@
-"""The training objective: loss plus weight penalties, and its gradient."""
+"""The training objective: loss plus weight penalties, and its gradient.
+
+``J = L(model(x), y; w) + sum of penalties``, where ``L`` is the (optionally example-weighted)
+mean loss of :mod:`deepfit.nn.losses` and each penalty keeps its meaning ``lambda/(2m) sum
+||W||^2`` (L2) or ``lambda/m sum |W|`` (L1) with ``m`` the number of rows of the batch, whatever
+the example weights.
+"""
 
 from __future__ import annotations
 
@@ -42,10 +48,12 @@ def evaluate_objective(
     y: Any,
     penalties: Sequence[Penalty] = (),
     training: bool = True,
+    weight: Any = None,
 ) -> Evaluation:
-    """Forward pass, loss and penalties for a batch of ``m = len(x)`` rows (no backward)."""
+    """Forward pass, loss and penalties for a batch of ``m = len(x)`` rows (no backward);
+    ``weight`` holds optional per-example weights of the loss."""
     outputs = model.forward(x, training=training)
-    data_loss = loss.forward(outputs, y)
+    data_loss = loss.forward(outputs, y, weight)
     weights, _ = _weights(model) if penalties else ([], [])
     penalty = sum((p.value(weights, x.shape[0]) for p in penalties), 0.0)
     return Evaluation(data_loss, penalty, outputs)
@@ -58,9 +66,11 @@ def cost(
     y: Any,
     penalties: Sequence[Penalty] = (),
     training: bool = True,
+    weight: Any = None,
 ) -> float:
-    """``J = loss(model(x), y) + sum of penalties`` for a batch of ``m = len(x)`` rows."""
-    return evaluate_objective(model, loss, x, y, penalties, training).total
+    """``J = loss(model(x), y; weight) + sum of penalties`` for a batch of ``m = len(x)``
+    rows."""
+    return evaluate_objective(model, loss, x, y, penalties, training, weight).total
 
 
 def forward_backward(
@@ -69,10 +79,11 @@ def forward_backward(
     x: Any,
     y: Any,
     penalties: Sequence[Penalty] = (),
+    weight: Any = None,
 ) -> Evaluation:
     """Training-mode forward and backward: leaves ``dJ/dtheta`` in ``model.grads`` (penalty
     gradients included) and returns the evaluation (data loss, penalty, outputs)."""
-    evaluation = evaluate_objective(model, loss, x, y, penalties, training=True)
+    evaluation = evaluate_objective(model, loss, x, y, penalties, training=True, weight=weight)
     model.backward(loss.backward(), input_grad=False)
     if penalties:
         weights, grads = _weights(model)
@@ -87,7 +98,8 @@ def cost_and_gradients(
     x: Any,
     y: Any,
     penalties: Sequence[Penalty] = (),
+    weight: Any = None,
 ) -> float:
     """Training-mode forward and backward: returns ``J`` and leaves ``dJ/dtheta`` in
     ``model.grads`` (penalty gradients included)."""
-    return forward_backward(model, loss, x, y, penalties).total
+    return forward_backward(model, loss, x, y, penalties, weight).total
