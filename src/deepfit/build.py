@@ -37,7 +37,15 @@ def loss_name(config: dict[str, Any], task: str) -> str:
     return "mse" if task == "regression" else "softmax_cross_entropy"
 
 
-def build_model(config: dict[str, Any], n_in: int, n_out: int, loss: str) -> Sequential:
+def build_model(
+    config: dict[str, Any],
+    n_in: int,
+    n_out: int,
+    loss: str,
+    embed: dict[str, list[int]] | None = None,
+) -> Sequential:
+    """The network of ``[model]``; ``embed`` (from a table preprocessor's ``embed_spec()``)
+    puts a category-embedding layer first."""
     m = config["model"]
     if loss == "sigmoid_binary_cross_entropy":
         n_out = 1
@@ -52,6 +60,7 @@ def build_model(config: dict[str, Any], n_in: int, n_out: int, loss: str) -> Seq
         keep_prob=m["keep_prob"],
         rng=streams(config["train"]["seed"])["model"],
         dtype=config["train"]["dtype"],
+        **({"embed": embed} if embed else {}),
     )
 
 

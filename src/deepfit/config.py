@@ -144,6 +144,32 @@ def split_spec() -> tuple[Check, str]:
     return check, rule
 
 
+def names() -> tuple[Check, str]:
+    rule = "a list of strings (column names)"
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
+def class_weights() -> tuple[Check, str]:
+    rule = "'none', 'balanced' or a table of positive weights by class label"
+
+    def check(value: Any) -> Any:
+        if value in ("none", "balanced"):
+            return value
+        if isinstance(value, dict) and value and all(
+            _is_number(v) and v > 0 and math.isfinite(v) for v in value.values()
+        ):
+            return {str(k): float(v) for k, v in value.items()}
+        raise ValueError(rule)
+
+    return check, rule
+
+
 def augmentations() -> tuple[Check, str]:
     options = ("flip", "crop", "shift")
     rule = f"a list drawn from {', '.join(repr(o) for o in options)}"
@@ -180,6 +206,7 @@ class Key:
     check: Check
     rule: str
     doc: str = ""
+    accepts_table: bool = False  # a value that may itself be a table ({label = weight})
 
 
 def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
@@ -188,7 +215,7 @@ def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
 
 DATA_SOURCES = (
     "digits", "breast_cancer", "wine", "iris", "circles", "moons", "idx", "mnist",
-    "fashion_mnist", "csv", "npz", "images",
+    "fashion_mnist", "csv", "parquet", "npz", "images",
 )  # fmt: skip
 
 SCHEDULE_KINDS = ("constant", "inverse_time", "exponential", "inverse_sqrt", "step", "cosine")
@@ -201,15 +228,39 @@ SCHEMA: dict[str, dict[str, Any]] = {
         ),
         "images": key("", text(), "IDX images file (source = 'idx')"),
         "labels": key("", text(), "IDX labels file (source = 'idx')"),
-        "target": key("target", text(), "the csv column holding the label"),
+        "target": key("target", text(), "the table column holding the label or value"),
         "task": key("auto", choice("auto", "classification", "regression")),
         "dev_path": key("", text(), "optional separate dev file (csv or npz)"),
         "test_path": key("", text(), "optional separate test file (csv or npz)"),
         "split": key("auto", split_spec(), "train/dev/test fractions, or sized to the data"),
         "normalize": key(
-            "standardize",
-            choice("standardize", "scale", "none"),
-            "standardize on the training split, or divide by its largest |x| (pixels: 255)",
+            "auto",
+            choice("auto", "standardize", "robust", "quantile", "scale", "none"),
+            "fitted on the training split: standardize, robust (median/IQR + smooth clip), "
+            "quantile (to a normal), scale (x / max|x|, pixels), none; auto: the measured "
+            "default for tables, standardize otherwise",
+        ),
+        "delimiter": key("", text(), "csv cell separator ('' : sniffed from the file)"),
+        "na_values": key(
+            ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"],
+            names(),
+            "table cells that mean 'missing' (stripped of spaces)",
+        ),
+        "numeric": key([], names(), "table columns to use as numbers (overrides inference)"),
+        "categorical": key([], names(), "table columns to use as categories"),
+        "drop": key([], names(), "table columns not to use"),
+        "weight": key("", text(), "table column of per-row sample weights ('' : none)"),
+        "class_weight": Key(
+            "none",
+            *class_weights(),
+            "'none', 'balanced' (n / (classes * count)) or a table {label = weight}",
+            accepts_table=True,
+        ),
+        "missing": key(
+            "impute", choice("impute", "error"), "missing table cells: impute, or refuse"
+        ),
+        "max_onehot": key(
+            16, number(1, integer=True), "categories with more levels get an embedding"
         ),
         "augment": key([], augmentations(), "image augmentations for training batches"),
         "image_size": key(0, image_size(), "images: resize to [height, width] (or a side)"),
@@ -402,7 +453,7 @@ def _validate(
                 raise ConfigError(f"config key {dotted!r} must be a table, got {_describe(value)}")
             out[name] = _validate(value, spec, dotted + ".", fill=fill)
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not spec.accepts_table:
             raise ConfigError(f"config key {dotted!r} must be {spec.rule}, got a table")
         try:
             out[name] = spec.check(value)

@@ -60,6 +60,46 @@ class PreparedData:
     name: str = ""
     augment: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    train_weight: np.ndarray | None = None
+    preprocessor: Any = None  # a fitted data.preprocess.TablePreprocessor (tables only)
+    target: Any = None  # a fitted data.preprocess.TargetEncoder (tables only)
+    notes: list[str] = field(default_factory=list)
+
+
+def is_table_source(cfg: dict[str, Any]) -> bool:
+    """Whether ``[data]`` names a table (CSV or Parquet) read through the tabular path."""
+    if cfg["source"] == "parquet":
+        return True
+    return cfg["source"] == "csv" and not cfg["path"].endswith(".npz")
+
+
+def prepare_table_data(config: dict[str, Any], table: Any = None) -> PreparedData:
+    """The tabular path (:mod:`deepfit.data.pipeline`) as :class:`PreparedData`."""
+    from deepfit.data.pipeline import prepare_table
+
+    seed = streams(config["train"]["seed"])["data"]
+    t = prepare_table(config["data"], seed=seed, table=table)
+    if t.task == "classification":
+        n_outputs = len(t.target.class_names)
+    else:
+        n_outputs = 1 if t.train[1].ndim == 1 else t.train[1].shape[1]
+    return PreparedData(
+        train=t.train,
+        dev=t.dev,
+        test=t.test,
+        task=t.task,
+        n_outputs=n_outputs,
+        standardizer=None,
+        class_names=t.target.class_names,
+        feature_names=t.preprocessor.input_columns,
+        image_shape=None,
+        name=t.name,
+        extra={"columns": t.roles.to_dict(), "data_report": t.reports},
+        train_weight=t.train_weight,
+        preprocessor=t.preprocessor,
+        target=t.target,
+        notes=t.notes,
+    )
 
 
 def _load_file(path: str, cfg: dict[str, Any]) -> datasets.Dataset:
@@ -101,6 +141,13 @@ def _relabel(extra: datasets.Dataset, main: datasets.Dataset, where: str) -> np.
 def prepare(config: dict[str, Any]) -> PreparedData:
     """Load, subsample, split, normalize (fitted on train only) and set up augmentation."""
     cfg = config["data"]
+    if is_table_source(cfg):
+        return prepare_table_data(config)
+    if cfg["normalize"] in ("robust", "quantile"):
+        raise ConfigError(
+            f"config key 'data.normalize' = {cfg['normalize']!r} applies to tables (csv, "
+            f"parquet); source {cfg['source']!r} takes 'standardize', 'scale' or 'none'"
+        )
     seed = streams(config["train"]["seed"])["data"]
     main, official_test = load_source(cfg, seed)
     X, y = main.X, main.y
@@ -133,7 +180,7 @@ def prepare(config: dict[str, Any]) -> PreparedData:
     split = datasets.train_dev_test_split(X, y, fractions, rng=seed, dev=dev, test=test)
     (Xtr, ytr), (Xd, yd), (Xte, yte) = split
     standardizer = None
-    if cfg["normalize"] == "standardize":
+    if cfg["normalize"] in ("standardize", "auto"):
         scaler = datasets.Standardizer().fit(Xtr)
         standardizer = scaler.state_dict()
     elif cfg["normalize"] == "scale":
@@ -209,7 +256,8 @@ def run(
     data = prepared if prepared is not None else prepare(config)
     loss = loss_name(config, data.task)
     Xtr, ytr = data.train
-    model = build_model(config, Xtr.shape[1], data.n_outputs, loss)
+    embed = data.preprocessor.embed_spec() if data.preprocessor is not None else None
+    model = build_model(config, Xtr.shape[1], data.n_outputs, loss, embed)
     if config["train"]["device"] == "gpu":
         to = getattr(model, "to", None)
         if to is None:
@@ -249,6 +297,7 @@ def run(
         epochs=config["train"]["epochs"],
         validation_data=data.dev if has_dev else None,
         resume=resume and out is not None,
+        **({"sample_weight": data.train_weight} if data.train_weight is not None else {}),
     )
     results = {
         "train": evaluate(trainer, *data.train),
@@ -269,6 +318,10 @@ def run(
         "n_params": model.n_params,
         "loss_function": loss,
     }
+    if data.preprocessor is not None:
+        summary["columns"] = data.extra.get("columns")
+        summary["data_report"] = data.extra.get("data_report")
+        summary["notes"] = list(data.notes)
     if results["dev"]:
         d = config["diagnose"]
         diagnosis = diagnose_metrics(
@@ -289,6 +342,8 @@ def run(
             feature_names=data.feature_names,
             config=config,
             image_shape=data.image_shape,
+            preprocessor=data.preprocessor,
+            target=data.target,
         )
         save(bundle, out / MODEL_FILE)
         if write_plots:

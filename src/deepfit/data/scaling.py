@@ -169,3 +169,133 @@ class Standardizer:
     def __repr__(self) -> str:
         state = f"n_features={self.n_features}" if self.fitted else "unfitted"
         return f"Standardizer({state})"
+
+
+def _finite_2d(X: Any, who: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise DataError(f"{who}: X must be 2-D (n >= 1, features), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        r, c = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{who}: X row {r + 1}, column {c} is {X[r, c]}; clean the data first")
+    return X
+
+
+def _load_arrays(state: dict[str, Any], keys: tuple[str, ...], who: str) -> list[np.ndarray]:
+    out = []
+    for key in keys:
+        if key not in state:
+            raise DataError(f"{who}.load_state_dict: missing key {key!r}; got {sorted(state)}")
+        arr = np.array(state[key], dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{who}.load_state_dict: {key!r} holds NaN or infinity")
+        out.append(arr)
+    return out
+
+
+class RobustScaler:
+    r"""Robust scaling with smooth clipping, as RealMLP (Holzmüller et al. 2024) does.
+
+    .. math::
+
+        z = \frac{x - q_{1/2}}{s}, \qquad s = q_{3/4} - q_{1/4}
+        \ (\text{or } (\max - \min)/2 \text{ when that is } 0,\ \text{or } 1),
+        \qquad x' = \frac{z}{\sqrt{1 + (z/3)^2}}
+
+    Quartiles come from the training split. The smooth clip leaves ``|z| < 1`` nearly
+    unchanged and bends outliers towards ``+-3``, so one extreme value cannot dominate a
+    column's scale (as it does the standard deviation).
+    """
+
+    def __init__(self) -> None:
+        self.center_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    def fit(self, X_train: Any) -> RobustScaler:
+        X = _finite_2d(X_train, "RobustScaler.fit")
+        q25, q50, q75 = np.quantile(X, [0.25, 0.5, 0.75], axis=0)
+        scale = q75 - q25
+        half_range = np.ptp(X, axis=0) / 2
+        scale = np.where(scale > 0, scale, np.where(half_range > 0, half_range, 1.0))
+        self.center_, self.scale_ = q50, scale
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        if self.center_ is None or self.scale_ is None:
+            raise DataError("RobustScaler.transform called before fit")
+        z = (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+        return z / np.sqrt(1.0 + (z / 3.0) ** 2)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"center": self.center_.copy(), "scale": self.scale_.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> RobustScaler:
+        center, scale = _load_arrays(state, ("center", "scale"), "RobustScaler")
+        if center.shape != scale.shape or center.ndim != 1 or not np.all(scale > 0):
+            raise DataError("RobustScaler.load_state_dict: center/scale must be 1-D, scale > 0")
+        self.center_, self.scale_ = center, scale
+        return self
+
+
+class QuantileScaler:
+    r"""Map each column through its training quantiles to a standard normal (Gorishniy et al.
+    2021 use this transform for their tabular MLPs; scikit-learn's ``QuantileTransformer(
+    output_distribution="normal")``).
+
+    With ``q_k`` the training quantiles at levels ``u_k = k/(K-1)``, ``k = 0..K-1``
+    (``K = min(n_quantiles, n)``) and ``z_k = \Phi^{-1}(\mathrm{clip}(u_k, 10^{-7},
+    1 - 10^{-7}))``, a value maps to the piecewise-linear interpolation of ``(q_k, z_k)``,
+    constant beyond the ends (so ``|x'| <= 5.2``). Tied quantiles (discrete columns) map to
+    ``\Phi^{-1}`` of the mean of their levels, as scikit-learn's do. Unlike scikit-learn, the
+    interpolation between quantiles is linear in ``z`` rather than in ``u``; both agree at
+    the quantiles.
+    """
+
+    def __init__(self, n_quantiles: int = 1000) -> None:
+        self.n_quantiles = n_quantiles
+        self.quantiles_: np.ndarray | None = None
+        self.references_: np.ndarray | None = None
+
+    def fit(self, X_train: Any) -> QuantileScaler:
+        X = _finite_2d(X_train, "QuantileScaler.fit")
+        k = max(min(self.n_quantiles, X.shape[0]), 2)
+        self.references_ = np.linspace(0.0, 1.0, k)
+        self.quantiles_ = np.quantile(X, self.references_, axis=0).T.copy()  # (features, k)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        if self.quantiles_ is None or self.references_ is None:
+            raise DataError("QuantileScaler.transform called before fit")
+        from statistics import NormalDist
+
+        inv_cdf = NormalDist().inv_cdf
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty_like(X)
+        for j, q in enumerate(self.quantiles_):
+            knots, index = np.unique(q, return_inverse=True)
+            u = np.clip(np.bincount(index, self.references_) / np.bincount(index), 1e-7, 1 - 1e-7)
+            z = np.array([inv_cdf(v) for v in u])
+            out[:, j] = np.interp(X[:, j], knots, z) if knots.size > 1 else 0.0
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"quantiles": self.quantiles_.copy(), "references": self.references_.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> QuantileScaler:
+        q, refs = _load_arrays(state, ("quantiles", "references"), "QuantileScaler")
+        if q.ndim != 2 or refs.ndim != 1 or q.shape[1] != refs.shape[0]:
+            raise DataError("QuantileScaler.load_state_dict: quantiles (features, K), refs (K,)")
+        if np.any(np.diff(q, axis=1) < 0):
+            raise DataError("QuantileScaler.load_state_dict: quantiles must be non-decreasing")
+        self.quantiles_, self.references_ = q, refs
+        return self
+
+
+SCALERS = {"standardize": Standardizer, "robust": RobustScaler, "quantile": QuantileScaler}
+
+
+def make_scaler(kind: str) -> Standardizer | RobustScaler | QuantileScaler:
+    """A new, unfitted scaler by config name: ``standardize``, ``robust`` or ``quantile``."""
+    if kind not in SCALERS:
+        raise DataError(f"unknown scaling {kind!r}; choose one of {', '.join(SCALERS)}")
+    return SCALERS[kind]()
