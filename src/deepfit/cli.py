@@ -120,10 +120,23 @@ def train(
 
 
 # -- evaluate / predict -------------------------------------------------------------------------
+def _is_image_input(bundle, path: Path) -> bool:
+    """An image model given a folder or an image file (not a table of pixel columns)."""
+    from deepfit.data.images import IMAGE_EXTENSIONS
+
+    return bundle.image_shape is not None and (
+        path.is_dir() or path.name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
 def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
     from deepfit.data import encode_labels, npz
     from deepfit.data.tabular import read_features
 
+    if _is_image_input(bundle, path) and bundle.class_names is not None:
+        from deepfit.data.images import labelled_image_inputs
+
+        return labelled_image_inputs(path, bundle.image_shape, bundle.class_names)
     if path.suffix == ".npz":
         ds = npz(path)
         y = ds.y
@@ -147,7 +160,13 @@ def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
-    data: Annotated[list[Path], typer.Argument(help="CSV or NPZ files with the target column.")],
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV or NPZ files with the target column; for an image model also folders "
+            "with one subfolder per class."
+        ),
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """Loss and accuracy (or R^2) of MODEL on labelled DATA files (raw features)."""
@@ -183,7 +202,13 @@ def evaluate(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
-    input_csv: Annotated[Path, typer.Argument(help="CSV of raw feature columns (with header).")],
+    input_csv: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV of raw feature columns (with header); for an image model also an image "
+            "file or a folder of images."
+        ),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write predictions here (CSV).")
     ] = None,
@@ -200,25 +225,36 @@ def predict(
     from deepfit.io import atomic_write_text
 
     bundle = io.load(model)
-    target = bundle.config.get("data", {}).get("target", "target")
-    X, _ = read_features(input_csv, bundle.feature_names, target=target)
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    files: list[str] = []
+    if _is_image_input(bundle, input_csv):
+        from deepfit.data.images import image_inputs
+
+        X, paths = image_inputs(input_csv, bundle.image_shape)
+        files = [str(p) for p in paths]
+    else:
+        target = bundle.config.get("data", {}).get("target", "target")
+        X, _ = read_features(input_csv, bundle.feature_names, target=target)
     if bundle.class_names is None:
         values = bundle.predict(X)
-        writer.writerow(
+        header = (
             [f"prediction_{j}" for j in range(values.shape[1])]
             if values.shape[1] > 1
             else ["prediction"]
         )
-        writer.writerows([[f"{v:.6g}" for v in row] for row in values])
+        rows = [[f"{v:.6g}" for v in row] for row in values]
     elif proba:
-        p = bundle.predict_proba(X)
-        writer.writerow([f"p_{name}" for name in bundle.class_names])
-        writer.writerows([[f"{v:.6f}" for v in row] for row in p])
+        header = [f"p_{name}" for name in bundle.class_names]
+        rows = [[f"{v:.6f}" for v in row] for row in bundle.predict_proba(X)]
     else:
-        writer.writerow(["prediction"])
-        writer.writerows([[label] for label in bundle.predict(X)])
+        header = ["prediction"]
+        rows = [[label] for label in bundle.predict(X)]
+    if files:  # images: the file of each row comes first
+        header = ["file", *header]
+        rows = [[f, *row] for f, row in zip(files, rows, strict=True)]
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
     if output is None:
         sys.stdout.write(buffer.getvalue())
     else:

@@ -161,13 +161,15 @@ def _check_root(root: Path) -> None:
         )
 
 
-def find_images(path: str | Path) -> ImageFolder:
+def find_images(path: str | Path, *, min_classes: int = 2) -> ImageFolder:
     """List the image files of a folder with one subfolder per class.
 
     Parameters
     ----------
     path : str or pathlib.Path
         The folder (``~`` is expanded).
+    min_classes : int, optional
+        Fewest class subfolders accepted: 2 to train a classifier, 1 to evaluate one.
 
     Returns
     -------
@@ -195,7 +197,7 @@ def find_images(path: str | Path) -> ImageFolder:
             f"named after the class, e.g. {root / 'cat'}{os.sep} and {root / 'dog'}{os.sep}"
         )
     class_names = _sort_class_names(subfolders)
-    if len(class_names) < 2:
+    if len(class_names) < min_classes:
         raise DataError(
             f"{root}: a single class subfolder ({class_names[0]!r}); classification needs at "
             "least two"
@@ -503,3 +505,48 @@ def image_inputs(path: str | Path, image_shape: Sequence[int]) -> tuple[np.ndarr
         files = [p]
     X, _ = _read_all(files, shape[:2], color, p, None)
     return X, files
+
+
+def labelled_image_inputs(
+    path: str | Path, image_shape: Sequence[int], class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a class-per-subfolder folder for a model trained on ``image_shape`` and classes.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The folder (see :func:`find_images`); it may hold only some of the model's classes.
+    image_shape : (H, W) or (H, W, 3)
+        The model's image shape (size and colour to read).
+    class_names : sequence of str
+        The model's classes: the labels returned are indices into it.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        float32 rows of pixels in 0..255 and int64 class indices of the model.
+
+    Raises
+    ------
+    DataError
+        As :func:`images`, and for a class subfolder the model never saw (naming it).
+    """
+    from deepfit.data.dataset import label_key
+
+    shape = tuple(int(s) for s in image_shape)
+    folder = find_images(path, min_classes=1)
+    index = {label_key(name): k for k, name in enumerate(class_names)}
+    mapping = np.empty(len(folder.class_names), dtype=np.int64)
+    for j, name in enumerate(folder.class_names):
+        k = index.get(label_key(name))
+        if k is None:
+            known = ", ".join(repr(n) for n in list(class_names)[:10])
+            more = ", ..." if len(class_names) > 10 else ""
+            raise DataError(
+                f"{folder.root / name}: class {name!r} was not seen at training time; "
+                f"known classes: {known}{more}"
+            )
+        mapping[j] = k
+    color = "rgb" if len(shape) == 3 else "grey"
+    X, _ = _read_all(folder.files, shape[:2], color, folder.root, None)
+    return X, mapping[folder.labels]
