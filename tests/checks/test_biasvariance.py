@@ -59,3 +59,66 @@ def test_more_data_verdicts():
     assert more_data_verdict(sizes, [0, 0, 0, 0], [0.1, 0.1, 0.1, 0.1]).startswith(
         "more data would help little"
     )
+
+
+def test_without_an_estimate_a_near_perfect_model_is_not_called_high_bias():
+    """The issue's case: 97% accuracy on breast cancer was "high bias" because the Bayes error
+    defaulted to 0. Without an estimate the verdict says what it assumed and how to give one."""
+    d = diagnose(0.025, 0.03)
+    assert d.verdict == "fine" and d.bayes_assumed
+    assert "no Bayes error estimate was given" in d.note
+    assert "below 0.5%" in d.note  # avoidable only if the best achievable error is below 0.5%
+    assert "diagnose.bayes_error" in d.note and "--bayes-error" in d.note
+    report = d.report()
+    assert "no Bayes error estimate (assumed 0%)" in report
+    assert "avoidable bias at most +2.50 points" in report
+    # variance is judged as before: it does not depend on the Bayes error
+    assert diagnose(0.025, 0.10).verdict == "high variance"
+
+
+def test_without_an_estimate_large_bias_is_reported_with_its_assumption():
+    d = diagnose(0.15, 0.16)
+    assert d.verdict == "high bias" and d.bayes_assumed
+    assert d.note.startswith("high bias assumes a Bayes error of 0%")
+    assert "13% or more" in d.note and "--bayes-error" in d.note
+    # an estimate removes the assumption and the note
+    given = diagnose(0.025, 0.03, bayes_error=0.001)
+    assert given.verdict == "high bias" and not given.bayes_assumed and given.note == ""
+    assert "Bayes estimate 0.10%" in given.report()
+    assert diagnose(0.025, 0.03, bayes_error=0.02).verdict == "fine"
+    # below the tolerance the bias verdict holds for any estimate, and the note says so
+    assert diagnose(0.01, 0.015).note.startswith("no Bayes error estimate was given (assumed")
+    assert "holds whatever the best achievable error" in diagnose(0.01, 0.015).note
+
+
+@pytest.mark.slow
+def test_breast_cancer_run_and_deepfit_diagnose(tmp_path):
+    """End to end: train on breast cancer (about 97% dev accuracy), then diagnose the run with
+    and without --bayes-error."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "deepfit.cli"]
+    train = subprocess.run(
+        [*cli, "train", str(root / "examples" / "breast_cancer.toml"), "--out", str(out),
+         "--set", "train.epochs=60", "--json"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dev"]["accuracy"] > 0.93
+    diagnosis = summary["diagnosis"]
+    assert "bias" not in diagnosis["verdict"] or 1 - summary["train"]["accuracy"] > 0.05
+    assert diagnosis["bayes_assumed"] is True
+    text = subprocess.run([*cli, "diagnose", str(out)], capture_output=True, text=True).stdout
+    assert "no Bayes error estimate (assumed 0%)" in text and "--bayes-error" in text
+    given = subprocess.run(
+        [*cli, "diagnose", str(out), "--bayes-error", "0.03", "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    d = json.loads(given.stdout)["diagnosis"]
+    assert d["bayes_assumed"] is False and d["note"] == "" and d["bayes_error"] == 0.03

@@ -7,6 +7,13 @@ The notes' reading of train and dev error::
 
 Large avoidable bias: the network does not even fit the training set; large variance: it
 fits the training set but does not generalize. Each calls for different remedies.
+
+Without an estimate of the Bayes error (``bayes_error = 0``, the config's default), the
+avoidable bias is only known to lie between 0 and the train error. The verdict then says so:
+a train error of at most ``NEAR_PERFECT`` (5%) is not called high bias (it may well be the
+task's own noise); above it, high bias is reported with the assumption spelled out, and
+either way the diagnosis tells how to give an estimate (``diagnose.bayes_error`` in the
+config, ``deepfit diagnose --bayes-error``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ REMEDIES = {
     ],
 }
 
+NEAR_PERFECT = 0.05
+"""Without a Bayes error estimate, a train error up to this (95% accuracy, R^2 0.95) is not
+called high bias."""
+
+HOW_TO_ESTIMATE = (
+    "give an estimate of the best achievable error (human-level error is a good proxy): "
+    "diagnose.bayes_error in the config, or deepfit diagnose RUN --bayes-error 0.02"
+)
+
 
 @dataclass
 class Diagnosis:
@@ -48,19 +64,29 @@ class Diagnosis:
     remedies: list[str] = field(default_factory=list)
     tolerance: float = 0.02
     error_kind: str = "classification error"
+    bayes_assumed: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def report(self) -> str:
         pct = 100.0
+        bayes = (
+            "no Bayes error estimate (assumed 0%)"
+            if self.bayes_assumed
+            else f"Bayes estimate {self.bayes_error * pct:.2f}%"
+        )
         lines = [
             f"{self.error_kind}: train {self.train_error * pct:.2f}%, dev "
-            f"{self.dev_error * pct:.2f}%, Bayes estimate {self.bayes_error * pct:.2f}%",
-            f"avoidable bias {self.avoidable_bias * pct:+.2f} points, variance "
+            f"{self.dev_error * pct:.2f}%, {bayes}",
+            f"avoidable bias {'at most ' if self.bayes_assumed else ''}"
+            f"{self.avoidable_bias * pct:+.2f} points, variance "
             f"{self.variance * pct:+.2f} points (tolerance {self.tolerance * pct:.1f})",
             f"verdict: {self.verdict}",
         ]
+        if self.note:
+            lines.append(f"note: {self.note}")
         lines += [f"  - {r}" for r in self.remedies]
         return "\n".join(lines)
 
@@ -75,12 +101,21 @@ def diagnose(
     *,
     error_kind: str = "classification error",
 ) -> Diagnosis:
-    """Diagnose bias and variance from train and dev errors.
+    r"""Diagnose bias and variance from train and dev errors.
 
-    Avoidable bias counts as high when ``train - bayes > tolerance``, variance when
-    ``dev - train > tolerance`` (both as fractions, e.g. 0.02 = 2 points). The notes'
-    examples with Bayes error 0: train 1% / dev 11% is high variance; 15% / 16% high bias;
-    15% / 30% both; 0.5% / 1% fine.
+    .. math::
+
+        \text{avoidable bias} = e_\text{train} - e_\text{Bayes}, \qquad
+        \text{variance} = e_\text{dev} - e_\text{train}
+
+    Avoidable bias counts as high when it exceeds ``tolerance``, variance likewise (both as
+    fractions, e.g. 0.02 = 2 points). The notes' examples: train 1% / dev 11% is high
+    variance; 15% / 16% high bias; 15% / 30% both; 0.5% / 1% fine.
+
+    ``bayes_error = 0`` means no estimate was given: the diagnosis is marked
+    ``bayes_assumed``, its ``note`` says what was assumed and how to give an estimate, and a
+    train error of at most :data:`NEAR_PERFECT` is not called high bias (the avoidable bias
+    is somewhere between 0 and the train error, and a near-perfect model is no alarm).
     """
     for name, value in (
         ("train_error", train_error),
@@ -94,6 +129,28 @@ def diagnose(
     bias = train_error - bayes_error
     variance = dev_error - train_error
     high_bias, high_variance = bias > tolerance, variance > tolerance
+    assumed = bayes_error == 0
+    note = ""
+    if assumed and not high_bias:
+        note = (
+            "no Bayes error estimate was given (assumed 0%); the bias verdict holds whatever "
+            f"the best achievable error; to judge against one, {HOW_TO_ESTIMATE}"
+        )
+    elif assumed:
+        unless = f"{(train_error - tolerance) * 100:.2g}%"
+        if train_error <= NEAR_PERFECT:
+            high_bias = False
+            note = (
+                f"no Bayes error estimate was given; the train error of "
+                f"{train_error * 100:.2f}% is not called high bias since it may be the task's "
+                f"own noise (it is avoidable bias only if the best achievable error is below "
+                f"{unless}); {HOW_TO_ESTIMATE}"
+            )
+        else:
+            note = (
+                f"high bias assumes a Bayes error of 0% (no estimate was given); it is not "
+                f"if the best achievable error is {unless} or more; {HOW_TO_ESTIMATE}"
+            )
     if high_bias and high_variance:
         verdict = "high bias and high variance"
         remedies = REMEDIES["high bias"][:2] + REMEDIES["high variance"][:2]
@@ -113,6 +170,8 @@ def diagnose(
         remedies=remedies,
         tolerance=float(tolerance),
         error_kind=error_kind,
+        bayes_assumed=assumed,
+        note=note,
     )
 
 
