@@ -306,20 +306,26 @@ class ModelBundle:
             X = (X - self.standardizer["mean"]) / self.standardizer["std"]
         return X
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def _logits(self, X: Any, prepared: bool) -> np.ndarray:
+        return self.model.predict(X if prepared else self.transform(X))
+
+    def predict_proba(self, X: Any, *, prepared: bool = False) -> np.ndarray:
         """Class probabilities (rows sum to 1; binary models give ``[1 - p, p]``), or the
-        predicted values for regression."""
-        out = get_loss(self.loss).output(self.model.predict(self.transform(X)))
+        predicted values for regression (in the target's units). ``prepared``: ``X`` are
+        already the network's inputs (from :meth:`transform` or :meth:`table_inputs`)."""
+        if self.loss == "mse":
+            return self.predict(X, prepared=prepared)
+        out = get_loss(self.loss).output(self._logits(X, prepared))
         if self.loss == "sigmoid_binary_cross_entropy" and out.shape[1] == 1:
             out = np.hstack([1 - out, out])
         return out
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, *, prepared: bool = False) -> np.ndarray:
         """Class labels (the original names) for classification, values for regression."""
+        logits = self._logits(X, prepared)
         if self.loss == "mse":
-            values = self.predict_proba(X)
+            values = get_loss(self.loss).output(logits)
             return self.target.decode_values(values) if self.target is not None else values
-        logits = self.model.predict(self.transform(X))
         if isinstance(get_loss(self.loss), SigmoidBinaryCrossEntropy):
             index = (logits[:, 0] > 0).astype(np.int64)
         else:

@@ -76,6 +76,15 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         f"{summary['data']}: {summary['n_train']} train / {summary['n_dev']} dev / "
         f"{summary['n_test']} test examples, {summary['n_params']} parameters"
     )
+    columns = summary.get("columns")
+    if columns:
+        typer.echo(f"  numeric: {', '.join(columns['numeric']) or '-'}")
+        typer.echo(f"  categorical: {', '.join(columns['categorical']) or '-'}")
+        if columns["dropped"]:
+            dropped = ", ".join(f"{k} ({v})" for k, v in columns["dropped"].items())
+            typer.echo(f"  not used: {dropped}")
+    for note in summary.get("notes") or []:
+        typer.echo(f"  note: {note}")
     typer.echo("\n".join(rows))
     typer.echo(
         f"  best epoch {summary['best_epoch']} of {summary['epochs_run']} "
@@ -92,9 +101,23 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
 # -- train --------------------------------------------------------------------------------------
 @app.command()
 def train(
-    config: ConfigArg,
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config file (optional with --data).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Train on this CSV or Parquet table, no config needed."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="The table's column to predict.")
+    ] = None,
+    drop: Annotated[
+        str | None, typer.Option("--drop", help="Columns not to use, comma-separated.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.", min=0)] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<config>).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory (default runs/<config or table>)."),
     ] = None,
     set_: SetOpt = None,
     resume: Annotated[
@@ -102,21 +125,82 @@ def train(
     ] = False,
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous run in the run directory.")
+    ] = False,
 ) -> None:
-    """Train the model of CONFIG and write a run directory.
+    """Train the model of CONFIG (or of a table: --data FILE --target COL) and write a run
+    directory.
 
-    The directory holds config.toml (every default written out), metrics.csv, summary.json,
-    model.npz, checkpoint.npz and the plots. --resume continues from the checkpoint.
+    The directory holds config.toml (every default written out: it reproduces the run),
+    metrics.csv, summary.json, model.npz, checkpoint.npz and the plots. --resume continues
+    from the checkpoint.
     """
     from deepfit import experiment
 
-    resolved = configuration.load(config, set_ or [])
-    out = out if out is not None else Path("runs") / config.stem
-    summary = experiment.run(resolved, out, resume=resume, progress=None if not quiet else False)
+    if data is None and config is None:
+        raise DeepfitError("give a config file, or a table with --data FILE --target COLUMN")
+    if data is None and (target is not None or drop is not None):
+        raise DeepfitError("--target and --drop go with --data FILE")
+    if data is not None:
+        from deepfit.recipes import table_config
+
+        if target is None:
+            raise DeepfitError(f"--data {data}: name the column to predict with --target COLUMN")
+        base = None
+        if config is not None:
+            base = configuration.read_raw(config)
+        resolved = table_config(
+            data,
+            target,
+            drop=[c.strip() for c in (drop or "").split(",") if c.strip()],
+            seed=seed,
+            base=base,
+            overrides=set_ or [],
+        )
+    else:
+        overrides = [*(set_ or []), *([f"train.seed={seed}"] if seed is not None else [])]
+        resolved = configuration.load(config, overrides)
+    stem = config.stem if config is not None else data.name.split(".")[0]
+    out = out if out is not None else Path("runs") / stem
+    try:
+        summary = experiment.run(
+            resolved,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            progress=None if not quiet else False,
+        )
+    except KeyboardInterrupt:
+        _interrupted(out)
+        raise typer.Exit(130) from None
     if json_:
         _echo_json(experiment.public_summary(summary))
     else:
         _print_summary(summary, out)
+
+
+def _interrupted(out: Path) -> None:
+    """Ctrl-C during training: say where the run stopped and how to continue it."""
+    from deepfit import io
+    from deepfit.experiment import CHECKPOINT_FILE
+    from deepfit.training.checkpoint import CHECKPOINT_FORMAT
+
+    epoch = None
+    try:
+        epoch = io.read_meta(out / CHECKPOINT_FILE, CHECKPOINT_FORMAT).get("epoch")
+    except DeepfitError:
+        pass
+    again = " ".join(sys.argv[1:]).replace(" --overwrite", "").replace(" --resume", "")
+    where = (
+        f"during epoch {epoch + 1}; {out} holds the checkpoint of epoch {epoch}"
+        if isinstance(epoch, int) and epoch > 0
+        else "during epoch 1, before the first checkpoint"
+    )
+    typer.echo(
+        f"interrupted: training stopped {where}: deepfit {again} --resume continues it",
+        err=True,
+    )
 
 
 # -- evaluate / predict -------------------------------------------------------------------------
@@ -157,6 +241,30 @@ def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DeepfitError(f"{path}: non-numeric target values for a regression model") from None
 
 
+def _read_table_rows(bundle, path: Path, *, labelled: bool):
+    """A table model's inputs from a raw CSV/Parquet file, columns matched by name; with
+    ``labelled`` also the target column encoded as in training. Notes what was missing,
+    unseen or ignored on stderr."""
+    from deepfit.data.pipeline import encode_target, load_table
+    from deepfit.data.tables import DEFAULT_NA_VALUES
+
+    data_cfg = bundle.config.get("data", {})
+    table = load_table(
+        str(path),
+        {
+            "delimiter": data_cfg.get("delimiter", ""),
+            "na_values": data_cfg.get("na_values", DEFAULT_NA_VALUES),
+        },
+    )
+    X, report = bundle.table_inputs(table)
+    for line in report.lines():
+        typer.echo(f"{path}: {line}", err=True)
+    if not labelled:
+        return X, None
+    target = data_cfg.get("target", "target")
+    return X, encode_target(table, target, bundle.target)
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
@@ -176,8 +284,12 @@ def evaluate(
     bundle = io.load(model)
     results = {}
     for path in data:
-        X, y = _read_labelled(bundle, path)
-        logits = bundle.model.predict(bundle.transform(X))
+        if bundle.preprocessor is not None:
+            X, y = _read_table_rows(bundle, path, labelled=True)
+        else:
+            X, y = _read_labelled(bundle, path)
+            X = bundle.transform(X)
+        logits = bundle.model.predict(X)
         loss = get_loss(bundle.loss)
         result: dict[str, float] = {"n": int(X.shape[0]), "loss": loss.forward(logits, y)}
         if bundle.class_names is not None:
@@ -230,12 +342,15 @@ def predict(
         from deepfit.data.images import image_inputs
 
         X, paths = image_inputs(input_csv, bundle.image_shape)
+        X = bundle.transform(X)
         files = [str(p) for p in paths]
+    elif bundle.preprocessor is not None:
+        X, _ = _read_table_rows(bundle, input_csv, labelled=False)
     else:
         target = bundle.config.get("data", {}).get("target", "target")
-        X, _ = read_features(input_csv, bundle.feature_names, target=target)
+        X = bundle.transform(read_features(input_csv, bundle.feature_names, target=target)[0])
     if bundle.class_names is None:
-        values = bundle.predict(X)
+        values = bundle.predict(X, prepared=True)
         header = (
             [f"prediction_{j}" for j in range(values.shape[1])]
             if values.shape[1] > 1
@@ -244,10 +359,10 @@ def predict(
         rows = [[f"{v:.6g}" for v in row] for row in values]
     elif proba:
         header = [f"p_{name}" for name in bundle.class_names]
-        rows = [[f"{v:.6f}" for v in row] for row in bundle.predict_proba(X)]
+        rows = [[f"{v:.6f}" for v in row] for row in bundle.predict_proba(X, prepared=True)]
     else:
         header = ["prediction"]
-        rows = [[label] for label in bundle.predict(X)]
+        rows = [[label] for label in bundle.predict(X, prepared=True)]
     if files:  # images: the file of each row comes first
         header = ["file", *header]
         rows = [[f, *row] for f, row in zip(files, rows, strict=True)]

@@ -320,7 +320,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "diagnose": {
         "bayes_error": key(0.0, number(0, 1), "estimate of the best achievable error"),
-        "tolerance": key(0.02, number(0, 1), "gap that counts as high bias / variance"),
+        "tolerance": key(
+            0.02, number(0, 1, hi_open=True), "gap that counts as high bias / variance"
+        ),
     },
 }
 
@@ -545,20 +547,28 @@ def parse_override(assignment: str) -> tuple[str, Any]:
     return dotted, value
 
 
+def read_raw(path: str | Path) -> dict[str, Any]:
+    """The TOML file's tables as written (not validated, defaults not filled in)."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+
+
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Read, override and validate a TOML config; returns the resolved config.
 
     Relative file paths in ``[data]`` are made relative to the config file's folder.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+    raw = read_raw(path)
     for assignment in overrides:
         dotted, value = parse_override(assignment)
         set_value(raw, dotted, value)
