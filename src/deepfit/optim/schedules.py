@@ -56,18 +56,35 @@ class Constant(Schedule):
 
 @dataclass(frozen=True)
 class InverseTime(Schedule):
-    """The notes' decay: ``lr = lr0 / (1 + rate * epoch)``."""
+    """The notes' decay, continuous or as a staircase::
+
+        lr = lr0 / (1 + rate * floor(epoch / interval))
+
+    ``interval = 1`` (the default) is the notes' ``lr0 / (1 + rate * epoch)``; a larger
+    ``interval`` holds the rate for ``interval`` epochs between drops (the discrete
+    "staircase" form, as Keras' ``InverseTimeDecay(staircase=True)`` with ``decay_steps =
+    interval``).
+    """
 
     lr0: float
     rate: float
+    interval: int = 1
 
     def __post_init__(self) -> None:
         _positive("lr0", self.lr0)
         if self.rate < 0:
             raise DeepfitError(f"inverse_time rate must be >= 0, got {self.rate}")
+        if (
+            isinstance(self.interval, bool)
+            or not isinstance(self.interval, int)
+            or (self.interval < 1)
+        ):
+            raise DeepfitError(
+                f"inverse_time interval must be a positive integer, got {self.interval!r}"
+            )
 
     def __call__(self, epoch: int) -> float:
-        return self.lr0 / (1.0 + self.rate * _check_epoch(epoch))
+        return self.lr0 / (1.0 + self.rate * (_check_epoch(epoch) // self.interval))
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,58 @@ class Cosine(Schedule):
 
 
 @dataclass(frozen=True)
+class WarmRestarts(Schedule):
+    """Cosine annealing with warm restarts (SGDR), one step per epoch::
+
+        T_i = period * mult^i              (length of cycle i = 0, 1, ...)
+        lr  = lr_min + (lr0 - lr_min) * (1 + cos(pi * T_cur / T_i)) / 2
+
+    where ``T_cur`` counts the epochs since the last restart. The first cycle covers epochs
+    ``0..period-1``; each restart jumps back to ``lr0``. The same numbers as PyTorch's
+    ``CosineAnnealingWarmRestarts(T_0=period, T_mult=mult, eta_min=lr_min)`` stepped once per
+    epoch. :meth:`cycle_end` tells whether an epoch is the last of its cycle (where snapshot
+    ensembles take their snapshots).
+
+    References
+    ----------
+    Loshchilov and Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR 2017.
+    """
+
+    lr0: float
+    period: int
+    mult: int = 1
+    lr_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("lr0", self.lr0)
+        for name in ("period", "mult"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DeepfitError(f"sgdr {name} must be a positive integer, got {value!r}")
+        if not 0 <= self.lr_min <= self.lr0:
+            raise DeepfitError(f"sgdr lr_min must be in [0, lr0], got {self.lr_min}")
+
+    def position(self, epoch: int) -> tuple[int, int]:
+        """``(T_cur, T_i)``: the epoch's place in its cycle and that cycle's length."""
+        t, length = _check_epoch(epoch), self.period
+        if self.mult == 1:
+            return t % length, length
+        while t >= length:
+            t -= length
+            length *= self.mult
+        return t, length
+
+    def cycle_end(self, epoch: int) -> bool:
+        """True when ``epoch`` is the last epoch of a cycle (the next one restarts)."""
+        t, length = self.position(epoch)
+        return t == length - 1
+
+    def __call__(self, epoch: int) -> float:
+        t, length = self.position(epoch)
+        return self.lr_min + (self.lr0 - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t / length))
+
+
+@dataclass(frozen=True)
 class Warmup(Schedule):
     """Linear warm-up for ``epochs`` epochs, then ``after`` (shifted to start at 0)::
 
@@ -177,6 +246,11 @@ class Warmup(Schedule):
             return self.after(0) * (self.start + (1.0 - self.start) * epoch / self.epochs)
         return self.after(epoch - self.epochs)
 
+    def cycle_end(self, epoch: int) -> bool:
+        """The cycle ends of ``after`` (shifted by the warm-up), when it has cycles."""
+        ends = getattr(self.after, "cycle_end", None)
+        return ends is not None and epoch >= self.epochs and ends(epoch - self.epochs)
+
     def config(self) -> dict[str, Any]:
         return {
             "kind": "warmup",
@@ -193,6 +267,7 @@ KIND_OF: dict[type, str] = {
     InverseSqrt: "inverse_sqrt",
     Step: "step",
     Cosine: "cosine",
+    WarmRestarts: "sgdr",
     Warmup: "warmup",
 }
 
@@ -203,6 +278,7 @@ exponential = Exponential
 inverse_sqrt = InverseSqrt
 step = Step
 cosine = Cosine
+sgdr = WarmRestarts
 
 
 def warmup(after: Schedule | float, epochs: int, start: float = 0.1) -> Warmup:
