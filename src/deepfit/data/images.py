@@ -258,8 +258,8 @@ def _pixels(img: Any, channels: int, file: Path) -> np.ndarray:
     if mode in ("P", "PA"):
         img = img.convert("RGBA")  # palette transparency is resolved before dropping alpha
     arr = np.asarray(img.convert("RGB"), dtype=np.float32)
-    if channels == 1:
-        arr = arr @ np.asarray(LUMA, dtype=np.float32)
+    if channels == 1:  # in float64, so that R = G = B = v gives exactly v
+        arr = (arr @ np.asarray(LUMA, dtype=np.float64)).astype(np.float32)
     return arr
 
 
