@@ -85,3 +85,21 @@ def test_get_and_set_dotted_keys():
 def test_dumps_quotes_keys_that_toml_cannot_leave_bare():
     data = {"tune": {"space": {"a.b": "uniform(0, 1)", "plain": 1}}, "x y": {"k": [1, 2]}}
     assert tomllib.loads(C.dumps(data)) == data
+
+
+def test_dumps_writes_what_the_hand_written_writer_could_not(monkeypatch):
+    """tomli_w escapes control characters (a tab, a carriage return, U+0001 in a path), which
+    the former hand-written writer left raw (invalid TOML), and refuses what TOML cannot hold
+    with one line; without tomli_w the message names the extra."""
+    import sys
+
+    config = C.defaults()
+    config["data"]["path"] = 'dir\twith\r"odd"\\chars\x01.csv'
+    text = C.dumps(config)
+    assert tomllib.loads(text) == config
+    assert "[train.early_stopping]" in text and "beta2 = 0.999" in text  # every default
+    with pytest.raises(C.ConfigError, match="cannot write the config as TOML"):
+        C.dumps({"train": {"lr": None}})
+    monkeypatch.setitem(sys.modules, "tomli_w", None)
+    with pytest.raises(C.DeepfitError, match=r"pip install 'deepfit\[toml\]'"):
+        C.dumps(config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -589,45 +588,18 @@ def defaults() -> dict[str, Any]:
 
 
 # -- writing TOML ---------------------------------------------------------------------------
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    """A bare key when TOML allows one, else a quoted key."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
-
-
 def dumps(config: Mapping[str, Any]) -> str:
-    """Write a config (nested tables of scalars and lists) as TOML text."""
-    lines: list[str] = []
-
-    def table(node: Mapping[str, Any], name: str) -> None:
-        scalars = {k: v for k, v in node.items() if not isinstance(v, Mapping)}
-        tables = {k: v for k, v in node.items() if isinstance(v, Mapping)}
-        if name and (scalars or not tables):
-            lines.append(f"[{name}]")
-        for k, v in scalars.items():
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        if name and (scalars or not tables):
-            lines.append("")
-        for k, v in tables.items():
-            table(v, f"{name}.{_toml_key(k)}" if name else _toml_key(k))
-
-    table(config, "")
-    return "\n".join(lines).rstrip() + "\n"
+    """Write a config (nested tables of scalars and lists) as TOML text, with ``tomli_w``
+    (the ``toml`` extra, included in ``cli`` and ``tune``): keys quoted where TOML needs it,
+    strings escaped, every table written; ``tomllib.loads(dumps(c)) == c``."""
+    try:
+        import tomli_w
+    except ImportError:
+        raise DeepfitError(
+            "writing a config as TOML (a run directory's config.toml, a study's best.toml) "
+            "needs tomli_w: pip install 'deepfit[toml]'"
+        ) from None
+    try:
+        return tomli_w.dumps(config)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot write the config as TOML: {exc}") from None
