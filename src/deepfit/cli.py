@@ -174,6 +174,10 @@ def train(
     except KeyboardInterrupt:
         _interrupted(out)
         raise typer.Exit(130) from None
+    except OSError as exc:
+        if exc.filename is None:  # a write deep in training: name the run directory at least
+            exc.filename = str(out)
+        raise
     if json_:
         _echo_json(experiment.public_summary(summary))
     else:
@@ -311,6 +315,29 @@ def evaluate(
         typer.echo(f"{path}: {parts}")
 
 
+def _npz_features(bundle, path: Path) -> np.ndarray:
+    """Raw inputs from the array ``X`` of an ``.npz`` file (rows, or images flattened)."""
+    from deepfit import io
+
+    if getattr(bundle, "preprocessor", None) is not None:
+        raise DeepfitError(
+            f"{path}: this model reads the named columns of a CSV or Parquet table; an .npz "
+            f"archive has none"
+        )
+    arrays = io.read_npz(path)
+    if "X" not in arrays:
+        raise DeepfitError(
+            f"{path}: no array 'X' of inputs; the archive holds {', '.join(arrays) or 'nothing'}"
+        )
+    X = arrays["X"]
+    if X.ndim < 2 or X.dtype.kind not in "biuf":
+        raise DeepfitError(
+            f"{path}: array 'X' has shape {X.shape} and dtype {X.dtype}; "
+            f"expected numbers of shape (rows, features)"
+        )
+    return X.reshape(X.shape[0], -1)
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file (model.npz of a run).")],
@@ -337,8 +364,12 @@ def predict(
     from deepfit.io import atomic_write_text
 
     bundle = io.load(model)
+    if output is not None and output.is_dir():
+        raise DeepfitError(f"--output {output}: is a directory; name the CSV file to write")
     files: list[str] = []
-    if _is_image_input(bundle, input_csv):
+    if input_csv.suffix.lower() == ".npz":
+        X = bundle.transform(_npz_features(bundle, input_csv))
+    elif _is_image_input(bundle, input_csv):
         from deepfit.data.images import image_inputs
 
         X, paths = image_inputs(input_csv, bundle.image_shape)
@@ -358,14 +389,14 @@ def predict(
         )
         rows = [[f"{v:.6g}" for v in row] for row in values]
     elif proba:
-        header = [f"p_{name}" for name in bundle.class_names]
+        header = [io.spreadsheet_safe(f"p_{name}") for name in bundle.class_names]
         rows = [[f"{v:.6f}" for v in row] for row in bundle.predict_proba(X, prepared=True)]
     else:
         header = ["prediction"]
-        rows = [[label] for label in bundle.predict(X, prepared=True)]
+        rows = [[io.spreadsheet_safe(str(label))] for label in bundle.predict(X, prepared=True)]
     if files:  # images: the file of each row comes first
         header = ["file", *header]
-        rows = [[f, *row] for f, row in zip(files, rows, strict=True)]
+        rows = [[io.spreadsheet_safe(f), *row] for f, row in zip(files, rows, strict=True)]
     buffer = _io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -453,7 +484,9 @@ def diagnose(
     d = resolved["diagnose"]
     if not summary.get("dev"):
         raise DeepfitError(f"{run_dir}: the run had no dev set to diagnose against")
-    diagnosis = diagnose_metrics(summary["train"], summary["dev"], d["bayes_error"], d["tolerance"])
+    diagnosis = diagnose_metrics(
+        summary.get("train") or {}, summary["dev"], d["bayes_error"], d["tolerance"]
+    )
     payload: dict[str, Any] = {"diagnosis": diagnosis.to_dict()}
     curve = None
     if learning_curve:
@@ -627,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         return 2
     except Exception as exc:
         # usage errors (a missing argument, an unknown option) are click exceptions: from

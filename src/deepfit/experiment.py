@@ -29,18 +29,20 @@ from deepfit.build import (
     streams,
 )
 from deepfit.bundle import ModelBundle
-from deepfit.checks.biasvariance import LearningCurve, diagnose_metrics
+from deepfit.checks.biasvariance import LearningCurve, diagnose, diagnose_metrics
 from deepfit.config import ConfigError, dumps
 from deepfit.errors import DataError, DeepfitError
-from deepfit.io import atomic_write_text, save
+from deepfit.io import FileLock, atomic_write_text, save
+from deepfit.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    claim,
+)
 from deepfit.training.callbacks import Callback, Checkpoint, MetricsLog, Progress
 from deepfit.training.trainer import Trainer
-
-SUMMARY_FILE = "summary.json"
-MODEL_FILE = "model.npz"
-CHECKPOINT_FILE = "checkpoint.npz"
-METRICS_FILE = "metrics.csv"
-CONFIG_FILE = "config.toml"
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -244,6 +246,7 @@ def run(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
     callbacks: Sequence[Callback] = (),
     write_plots: bool = True,
@@ -251,7 +254,42 @@ def run(
 ) -> dict[str, Any]:
     """Train and evaluate the model of ``config`` (a resolved config, see
     :func:`deepfit.config.load`); returns the summary and, with ``out_dir``, writes the run
-    directory. ``resume`` continues from ``out_dir/checkpoint.npz`` when it exists."""
+    directory. ``resume`` continues from ``out_dir/checkpoint.npz`` when it exists.
+
+    Everything (config values, data, the model's memory) is checked before anything is
+    written; then the run directory is locked and claimed by :func:`deepfit.rundir.claim`:
+    a directory holding anything but a finished run of the same config is refused unless
+    ``resume`` continues it or ``overwrite`` replaces it."""
+    locks: list[FileLock] = []
+    try:
+        return _run(
+            config,
+            out_dir,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            callbacks=callbacks,
+            write_plots=write_plots,
+            prepared=prepared,
+            locks=locks,
+        )
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run(
+    config: dict[str, Any],
+    out_dir: str | Path | None,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool | None,
+    callbacks: Sequence[Callback],
+    write_plots: bool,
+    prepared: PreparedData | None,
+    locks: list[FileLock],
+) -> dict[str, Any]:
     start = time.perf_counter()
     data = prepared if prepared is not None else prepare(config)
     loss = loss_name(config, data.task)
@@ -273,20 +311,22 @@ def run(
                 "it no examples"
             )
         cbs.append(stopper)
+    optimizer, schedule = build_optimizer(config), build_schedule(config)
+    check_diagnose(config)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        locks.append(claim(out, config, resume=resume, overwrite=overwrite))
         atomic_write_text(out / CONFIG_FILE, dumps(config))
         cbs += [MetricsLog(out / METRICS_FILE), Checkpoint(out / CHECKPOINT_FILE)]
     cbs.append(Progress(enabled=progress))
     trainer = Trainer(
         model,
         loss=loss,
-        optimizer=build_optimizer(config),
+        optimizer=optimizer,
         batch_size=config["train"]["batch_size"],
         l2=config["model"]["l2"],
         l1=config["model"]["l1"],
-        schedule=build_schedule(config),
+        schedule=schedule,
         callbacks=cbs,
         seed=streams(config["train"]["seed"])["train"],
         augment=data.augment,
@@ -333,18 +373,18 @@ def run(
     summary["trainer"] = trainer
     summary["history"] = history
     summary["model"] = model
+    summary["bundle"] = bundle = ModelBundle(
+        model=model,
+        loss=loss,
+        standardizer=data.standardizer,
+        class_names=data.class_names,
+        feature_names=data.feature_names,
+        config=model_config(config),
+        image_shape=data.image_shape,
+        preprocessor=data.preprocessor,
+        target=data.target,
+    )
     if out is not None:
-        bundle = ModelBundle(
-            model=model,
-            loss=loss,
-            standardizer=data.standardizer,
-            class_names=data.class_names,
-            feature_names=data.feature_names,
-            config=config,
-            image_shape=data.image_shape,
-            preprocessor=data.preprocessor,
-            target=data.target,
-        )
         save(bundle, out / MODEL_FILE)
         if write_plots:
             summary["plots"] = _plots(history, out)
@@ -352,9 +392,33 @@ def run(
     return summary
 
 
+def check_diagnose(config: dict[str, Any]) -> None:
+    """Refuse ``[diagnose]`` values the diagnosis would refuse after training, naming the key."""
+    d = config["diagnose"]
+    try:
+        diagnose(0.0, 0.0, d["bayes_error"], d["tolerance"])
+    except DeepfitError as exc:
+        raise ConfigError(f"config table 'diagnose': {exc}") from None
+
+
+DATA_PATH_KEYS = ("path", "images", "labels", "dev_path", "test_path", "cache_dir")
+
+
+def model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config stored in ``model.npz``: the resolved config with the data files named by
+    their file names only (an absolute path tells whoever gets the model file where the
+    training data lives; prediction needs none of them)."""
+    data = dict(config.get("data", {}))
+    for key in DATA_PATH_KEYS:
+        if isinstance(data.get(key), str) and data[key]:
+            data[key] = Path(data[key]).name
+    return {**config, "data": data}
+
+
 def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The JSON-ready part of a summary (no live objects)."""
-    return {k: v for k, v in summary.items() if k not in ("trainer", "history", "model")}
+    live = ("trainer", "history", "model", "bundle")
+    return {k: v for k, v in summary.items() if k not in live}
 
 
 def _plots(history, out: Path) -> list[str]:
@@ -376,11 +440,29 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     """Read ``summary.json`` of a run directory, with a clear error when it is missing."""
     path = Path(run_dir) / SUMMARY_FILE
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DeepfitError(f"{run_dir}: not a run directory (no {SUMMARY_FILE})") from None
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError:
+        raise DeepfitError(f"{path}: is a directory, not a summary") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DeepfitError(f"{path}: damaged summary ({exc})") from None
+    if not isinstance(summary, dict):
+        raise DeepfitError(
+            f"{path}: damaged summary (a JSON {type(summary).__name__}, not a table)"
+        )
+    for split in ("train", "dev", "test"):
+        metrics = summary.get(split)
+        if metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            raise DeepfitError(f"{path}: damaged summary ({split!r} is not a table of metrics)")
+        for name, value in metrics.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise DeepfitError(
+                    f"{path}: damaged summary ({split}.{name} is {value!r}, not a number)"
+                )
+    return summary
 
 
 def _error(result: dict[str, float]) -> float:

@@ -21,7 +21,7 @@ import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -176,7 +176,8 @@ def remove_stale_temporaries(path: str | Path, suffix: str = ".tmp") -> list[Pat
     """Delete the temporary files :func:`atomic_write` left next to ``path`` when its
     process was killed mid-write (``.<name>.<random><suffix>``); returns what was removed.
 
-    Only call this while holding the lock of the folder: a live writer's file looks the same.
+    Call it only where no other process writes ``path`` (a locked run directory, the one
+    trainer of a checkpoint): a live writer's temporary file looks the same.
     """
     path = Path(path)
     removed = []
@@ -186,6 +187,27 @@ def remove_stale_temporaries(path: str | Path, suffix: str = ".tmp") -> list[Pat
                 stale.unlink()
                 removed.append(stale)
     return removed
+
+
+# -- CSV cells -------------------------------------------------------------------------------
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A text cell that a spreadsheet will not run as a formula (CSV injection).
+
+    As OWASP advises, a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    gets a leading single quote, so ``=HYPERLINK(...)`` shows as text; the CSV writer then
+    quotes it as needed. Numbers (``-1.5``, ``+3``, ``-inf``) are left alone: they are data,
+    not formulas.
+    """
+    if not cell.startswith(_FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
 
 
 # -- locks ------------------------------------------------------------------------------------
@@ -266,7 +288,11 @@ def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def iter_npz(
-    path: str | Path, *, limit: int | None = None, kind: str = ".npz archive"
+    path: str | Path,
+    *,
+    limit: int | None = None,
+    kind: str = ".npz archive",
+    only: Collection[str] | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(name, array)`` for each array of an ``.npz`` archive, safely.
 
@@ -274,7 +300,8 @@ def iter_npz(
     together) and each ``.npy`` header's ``shape x itemsize`` are checked against ``limit``
     (default :func:`memory_limit`); object arrays (pickles) are refused, never loaded.
     A missing, truncated, CRC-damaged or foreign file raises one :class:`DeepfitError` naming
-    ``path``; NumPy's advice to load pickles is never repeated.
+    ``path``; NumPy's advice to load pickles is never repeated. With ``only``, the other
+    arrays are not decompressed.
     """
     path = Path(path)
     if path.is_dir():
@@ -288,7 +315,7 @@ def iter_npz(
         with contextlib.suppress(OSError), open(path, "rb") as f:
             if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
                 raise DeepfitError(
-                    f"{path}: a single .npy array, not an {kind} (a zip of named arrays)"
+                    f"{path}: holds a single array (.npy), not an {kind} of named arrays"
                 ) from None
         raise DeepfitError(
             f"{path}: not a readable {kind} (truncated or corrupted: {_reason(exc)})"
@@ -296,6 +323,8 @@ def iter_npz(
     with archive:
         try:
             members = [m for m in archive.infolist() if not m.is_dir()]
+            if only is not None:
+                members = [m for m in members if m.filename.removesuffix(".npy") in only]
             check_size(sum(m.file_size for m in members), f"{path} (decompressed)", limit)
             for member in members:
                 name = member.filename.removesuffix(".npy")
@@ -325,10 +354,24 @@ def iter_npz(
 
 
 def read_npz(
-    path: str | Path, *, limit: int | None = None, kind: str = ".npz archive"
+    path: str | Path,
+    *,
+    limit: int | None = None,
+    kind: str = ".npz archive",
+    only: Collection[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` archive by name, read as :func:`iter_npz` does."""
-    return dict(iter_npz(path, limit=limit, kind=kind))
+    """The arrays of an ``.npz`` archive by name (all, or those in ``only``), read as
+    :func:`iter_npz` does."""
+    return dict(iter_npz(path, limit=limit, kind=kind, only=only))
+
+
+def npz_names(path: str | Path) -> list[str]:
+    """Names of the arrays of an ``.npz`` archive (none are read)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [n.removesuffix(".npy") for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
 
 
 # -- deepfit files ------------------------------------------------------------------------------
@@ -412,7 +455,7 @@ def _check_meta(meta_array: np.ndarray | None, path: Path, expected_format: str)
 def read_meta(path: str | Path, expected_format: str) -> dict[str, Any]:
     """Only the metadata of a deepfit file (its arrays are not read)."""
     path = Path(path)
-    for name, array in iter_npz(path, kind="deepfit file"):
+    for name, array in iter_npz(path, kind="deepfit file", only=(META_KEY,)):
         if name == META_KEY:
             return _check_meta(array, path, expected_format)
     return _check_meta(None, path, expected_format)

@@ -30,7 +30,7 @@ from deepfit.data.dataset import (
     sort_class_names,
     to_float32,
 )
-from deepfit.errors import DataError
+from deepfit.errors import DataError, DeepfitError
 
 MAX_AUTO_CLASSES = 20
 
@@ -253,31 +253,21 @@ def npz(path: str | Path, *, task: str | None = None, name: str | None = None) -
         non-numeric ``X``, NaN or infinity, unknown labels, a single class.
     """
     p = Path(path)
-    try:
-        archive = np.load(p, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: no such file") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: not a readable .npz archive ({exc})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{p}: holds a single array; expected an .npz archive with X and y")
-    with archive:
-        for key in ("X", "y"):
-            if key not in archive.files:
-                raise DataError(
-                    f"{p}: no array {key!r}; the archive holds "
-                    f"{', '.join(archive.files) or 'nothing'}"
-                )
-        try:
-            X = archive["X"]
-            y = archive["y"]
-            fnames = archive["feature_names"] if "feature_names" in archive.files else None
-            cnames = archive["class_names"] if "class_names" in archive.files else None
-        except ValueError as exc:
+    from deepfit.io import npz_names, read_npz
+
+    try:  # sizes checked before decompressing, damaged archives refused in one line
+        arrays = read_npz(p, only=("X", "y", "feature_names", "class_names"))
+    except DataError:
+        raise
+    except DeepfitError as exc:
+        raise DataError(str(exc)) from None
+    for key in ("X", "y"):
+        if key not in arrays:
             raise DataError(
-                f"{p}: an array holds Python objects, which are not loaded "
-                f"(allow_pickle=False): {exc}"
-            ) from exc
+                f"{p}: no array {key!r}; the archive holds {', '.join(npz_names(p)) or 'nothing'}"
+            )
+    X, y = arrays["X"], arrays["y"]
+    fnames, cnames = arrays.get("feature_names"), arrays.get("class_names")
     if X.ndim not in (2, 3, 4) or X.shape[0] == 0:
         raise DataError(
             f"{p}: array 'X' has shape {X.shape}; expected (n, features) with "

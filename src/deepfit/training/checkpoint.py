@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepfit.errors import DeepfitError
-from deepfit.io import load_arrays, save_arrays
+from deepfit.io import load_arrays, remove_stale_temporaries, save_arrays
 from deepfit.training.history import History
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
         "layer_rngs": {k: g.bit_generator.state for k, g in _layer_rngs(trainer).items()},
         "callbacks": callbacks,
     }
+    # a process killed mid-write leaves its temporary file (as large as the checkpoint)
+    remove_stale_temporaries(path)
     return save_arrays(path, arrays, meta)
 
 
@@ -86,6 +88,7 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
     batch size, seed, penalties and number of training examples; otherwise it is refused,
     naming the first difference.
     """
+    remove_stale_temporaries(path)
     arrays, meta = load_arrays(path, CHECKPOINT_FORMAT)
     if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise DeepfitError(
