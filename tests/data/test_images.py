@@ -501,3 +501,26 @@ def test_train_predict_evaluate_on_an_image_folder(digit_folder, tmp_path):
         f"error: {broken / '7' / 'bad.png'}: not an image Pillow can read (corrupt, or not "
         "the format its name says)"
     ]
+
+
+def test_save_images_round_trips_an_idx_data_set(tmp_path):
+    from deepfit.data import idx
+    from deepfit.data.images import save_images
+
+    if not (MNIST10K / "mnist10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"shared MNIST subset not found at {MNIST10K}")
+    source = idx(
+        MNIST10K / "mnist10k-images-idx3-ubyte.gz", MNIST10K / "mnist10k-labels-idx1-ubyte.gz"
+    )
+    folder = save_images(source, tmp_path / "png", limit=120)
+    assert len(folder.files) == 120 and folder.files[0].suffix == ".png"
+    back = images(tmp_path / "png")
+    order = [index_of(f) for f in folder.files]
+    np.testing.assert_array_equal(back.X, source.X[order])
+    np.testing.assert_array_equal(np.asarray(back.class_names)[back.y], source.y[order].astype(str))
+    scaled = idx(
+        MNIST10K / "mnist10k-images-idx3-ubyte.gz",
+        MNIST10K / "mnist10k-labels-idx1-ubyte.gz",
+        scale=True,
+    )
+    assert "multiply by 255" in one_line_error(save_images, scaled, tmp_path / "s", limit=5)

@@ -550,3 +550,60 @@ def labelled_image_inputs(
     color = "rgb" if len(shape) == 3 else "grey"
     X, _ = _read_all(folder.files, shape[:2], color, folder.root, None)
     return X, mapping[folder.labels]
+
+
+def save_images(dataset: Dataset, folder: str | Path, *, limit: int | None = None) -> ImageFolder:
+    """Write an image data set as PNG files, one subfolder per class (what :func:`images` reads).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A classification data set with ``image_shape`` and pixels in 0..255 (as
+        :func:`~deepfit.data.idx` and :func:`images` return them); each pixel is rounded to
+        the nearest integer, so 8-bit sources round-trip exactly.
+    folder : str or pathlib.Path
+        Created if needed; files are ``<folder>/<class name>/<row:05d>.png``.
+    limit : int, optional
+        Write only the first ``limit`` rows.
+
+    Returns
+    -------
+    ImageFolder
+        The folder as :func:`find_images` sees it.
+
+    Raises
+    ------
+    DataError
+        When the data set is not images of a classification task, holds pixels outside
+        0..255 (naming the row) or scaled to 0..1, or a class name cannot be a folder name.
+    """
+    Image = _pillow()
+    name = dataset.name
+    if dataset.image_shape is None or dataset.class_names is None:
+        raise DataError(f"{name}: save_images needs a classification data set of images")
+    shape = tuple(dataset.image_shape)
+    if len(shape) == 3 and shape[2] not in (1, 3):
+        raise DataError(f"{name}: image_shape {shape}: PNG files hold 1 or 3 channels")
+    for cls in dataset.class_names:
+        if not cls or cls.startswith(".") or "/" in cls or "\\" in cls:
+            raise DataError(f"{name}: class name {cls!r} cannot be a folder name")
+    X = dataset.X if limit is None else dataset.X[:limit]
+    outside = (X < 0) | (X > 255)
+    if outside.any():
+        row = int(np.argmax(outside.any(axis=1)))
+        raise DataError(
+            f"{name}: row {row + 1} has pixels outside 0..255; save_images writes 8-bit PNGs"
+        )
+    if X.size and X.max() <= 1 and not np.array_equal(X, np.rint(X)):
+        raise DataError(
+            f"{name}: pixels lie in 0..1 (scaled?); save_images writes 0..255, multiply by 255"
+        )
+    root = Path(folder).expanduser()
+    pixels = np.rint(X).astype(np.uint8).reshape(-1, *shape)
+    if pixels.ndim == 4 and shape[2] == 1:
+        pixels = pixels[..., 0]
+    for row, (img, label) in enumerate(zip(pixels, dataset.y, strict=False)):
+        target = root / dataset.class_names[int(label)]
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(target / f"{row:05d}.png")
+    return find_images(root, min_classes=1)
