@@ -30,6 +30,7 @@ from deepfit.io import atomic_write
 CACHE_ENV = "DEEPFIT_CACHE"
 _TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
+MAX_DOWNLOAD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_url(url: str, out: BinaryIO) -> None:
-    """Stream the body at ``url`` into ``out`` (tests replace this function)."""
+def _fetch_url(url: str, out: BinaryIO, limit: int = MAX_DOWNLOAD_BYTES) -> None:
+    """Stream the body at ``url`` into ``out``, at most ``limit`` bytes (the official files
+    are 30 MB at most: a larger body is not one of them). Tests replace this function."""
+    written = 0
     with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
         while chunk := response.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise _ChecksumMismatch(f"{url} sent more than {limit} bytes")
             out.write(chunk)
 
 

@@ -16,36 +16,39 @@ import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from deepfit.data.dataset import Dataset, check_classes
-from deepfit.errors import DataError
+from deepfit.errors import DataError, DeepfitError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_idx_bytes(path: str | Path) -> bytes:
-    """Return the raw IDX bytes of ``path``, decompressed when it starts with gzip magic."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: no such file") from exc
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{p}: corrupt gzip data ({exc})") from exc
-    return raw
+_EXCESS_COUNTED = 1 << 20
 
 
-def read_idx(path: str | Path, magic: int) -> np.ndarray:
+def _read_into(f: IO[bytes], buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``f``; returns the number of bytes read (short at end of file)."""
+    done = 0
+    while done < len(buffer):
+        n = f.readinto(buffer[done:])
+        if not n:
+            break
+        done += n
+    return done
+
+
+def read_idx(path: str | Path, magic: int, *, limit: int | None = None) -> np.ndarray:
     """Read one uint8 IDX file whose magic number must be ``magic``.
+
+    The file is streamed: the header is read first and the size it declares,
+    ``prod(shape)`` bytes, is checked against ``limit`` before anything else is read or
+    decompressed, so a small gzip file cannot expand to gigabytes in memory; reading stops
+    at the declared size (plus at most 1 MiB to count any excess).
 
     Parameters
     ----------
@@ -53,6 +56,8 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
         The file, gzip-compressed or not.
     magic : int
         2051 for images, 2049 for labels.
+    limit : int, optional
+        Most bytes the data may take; default :func:`deepfit.io.memory_limit`.
 
     Returns
     -------
@@ -62,33 +67,75 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     Raises
     ------
     DataError
-        Naming the file, when the magic number, the header or the length is wrong.
+        Naming the file, when the magic number, the header or the length is wrong, the gzip
+        stream is corrupt, or the declared size exceeds ``limit``.
     """
+    from deepfit.io import check_size
+
     p = Path(path)
-    raw = read_idx_bytes(p)
     what = "images" if magic == IMAGES_MAGIC else "labels"
-    if len(raw) < 4:
-        raise DataError(
-            f"{p}: {len(raw)} bytes is too short for an IDX header "
-            f"(expected {what} file with magic {magic})"
-        )
-    (found,) = struct.unpack(">I", raw[:4])
-    if found != magic:
-        raise DataError(f"{p}: magic number {found} but an IDX {what} file has magic {magic}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(
-            f"{p}: header truncated: {len(raw)} bytes, an IDX {what} header has {header}"
-        )
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + math.prod(shape)
-    if len(raw) != expected:
-        raise DataError(
-            f"{p}: file has {len(raw)} bytes but its header declares shape "
-            f"{tuple(shape)}, i.e. {expected} bytes (truncated or corrupt)"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    try:
+        raw = open(p, "rb")
+    except FileNotFoundError as exc:
+        raise DataError(f"{p}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
+    compressed = raw.read(2) == _GZIP_MAGIC
+    raw.seek(0)
+    stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+    try:
+        with raw, stream:
+            head = stream.read(4)
+            if len(head) < 4:
+                raise DataError(
+                    f"{p}: {len(head)} bytes is too short for an IDX header "
+                    f"(expected {what} file with magic {magic})"
+                )
+            (found,) = struct.unpack(">I", head)
+            if found != magic:
+                raise DataError(
+                    f"{p}: magic number {found} but an IDX {what} file has magic {magic}"
+                )
+            ndim = magic & 0xFF
+            header = 4 + 4 * ndim
+            dims = stream.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(
+                    f"{p}: header truncated: {4 + len(dims)} bytes, an IDX {what} header "
+                    f"has {header}"
+                )
+            shape = struct.unpack(f">{ndim}I", dims)
+            n = math.prod(shape)
+            expected = header + n
+            try:
+                check_size(n, f"{p}: IDX {what} of shape {tuple(shape)}", limit)
+            except DataError:
+                raise
+            except DeepfitError as exc:
+                raise DataError(str(exc)) from None
+            if not compressed:
+                size = p.stat().st_size
+                if size != expected:
+                    raise DataError(
+                        f"{p}: file has {size} bytes but its header declares shape "
+                        f"{tuple(shape)}, i.e. {expected} bytes (truncated or corrupt)"
+                    )
+            data = np.empty(n, dtype=np.uint8)
+            got = header + _read_into(stream, memoryview(data))
+            if got == expected:
+                excess = len(stream.read(_EXCESS_COUNTED + 1))
+                got += excess
+            if got != expected:
+                more = "more than " if got > expected + _EXCESS_COUNTED else ""
+                raise DataError(
+                    f"{p}: file has {more}{got} bytes but its header declares shape "
+                    f"{tuple(shape)}, i.e. {expected} bytes (truncated or corrupt)"
+                )
+    except (OSError, EOFError, zlib.error) as exc:
+        if compressed:
+            raise DataError(f"{p}: corrupt gzip data ({exc})") from exc
+        raise DataError(f"{p}: cannot read the file ({exc})") from exc
+    return data.reshape(shape)
 
 
 def idx(

@@ -14,19 +14,42 @@ study continues to exactly ``trials`` counted trials, losing none and counting n
 point whose worker process dies ``MAX_ATTEMPTS`` times is given up and counted as failed.)
 
 Interrupted trials are found when the study (re)starts: with SQLite (one driver, guarded by a
-lock file) every trial still RUNNING is one; with a shared database (several drivers) a
-RUNNING trial whose ``heartbeat`` (refreshed by its driver every ``HEARTBEAT_S``) is older
-than ``STALE_S``.
+lock file) every trial still RUNNING is one. With a shared database (several drivers, one per
+machine) Optuna's own heartbeat finds them: the storage is an ``RDBStorage`` with
+``heartbeat_interval`` and ``grace_period``; each driver records a heartbeat for each of its
+running trials every ``heartbeat_interval`` seconds (:meth:`RDBStorage.record_heartbeat`, from
+a thread, so a long epoch in the driver's own process does not starve it), and every driver
+calls :func:`optuna.storages.fail_stale_trials` as often. Both the stamp and the comparison use
+the database server's clock (``now()`` in SQL), so drivers whose clocks disagree never
+interrupt each other's live trials. Optuna fails a stale trial and calls the storage's
+stale-trial callback, Optuna's retry callback (:class:`_Retry`), which enqueues the same
+values again with deepfit's bookkeeping (slot, round, attempt, ``retry_of``).
+
+A FAIL trial counts only when it failed on its own: its driver records ``error`` before
+telling the study. A trial failed by the heartbeat has no ``error`` (and cannot be given one:
+Optuna refuses attributes on finished trials), one failed by its own driver's stop has
+``interrupted = true``: neither counts.
+
+The study remembers what it was started with (the ``[tune]`` settings and every key of the
+base config that the space does not set): a rerun with a change is refused naming the changed
+keys, since its trials would not be comparable; ``new_study=True`` (``--new-study``) discards
+the old study and starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import inspect
 import io
 import json
 import math
+import os
+import socket
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +57,15 @@ from typing import Any
 
 from deepfit import config as C
 from deepfit.errors import DeepfitError
-from deepfit.io import atomic_write_text
+from deepfit.io import FileLock, atomic_write_text
 from deepfit.tuning import executors as _executors
 from deepfit.tuning import space as _space
 from deepfit.tuning import strategies as _strategies
 from deepfit.tuning.worker import DEFAULT_OBJECTIVE
 
 MAX_ATTEMPTS = 3
-HEARTBEAT_S = 30.0
-STALE_S = 600.0
+HEARTBEAT_S = 30
+GRACE_S = 120
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.toml"
 DB_FILE = "study.db"
@@ -110,22 +133,10 @@ def _fast_sqlite(engine) -> None:
     engine.dispose()  # connections opened from now on get the pragmas
 
 
-class _Lock:
-    """An exclusive lock file (released by the kernel if the process dies)."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        import fcntl
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
-            raise DeepfitError(f"{what} is in use by another deepfit tune ({path})") from None
-
-    def release(self) -> None:
-        self.file.close()
+def _Lock(path: Path, what: str) -> FileLock:
+    """An exclusive lock file (released by the kernel if the process dies); a second
+    ``deepfit tune`` is refused naming the holder (:class:`deepfit.io.FileLock`)."""
+    return FileLock(path, what, "deepfit tune")
 
 
 # -- the study ------------------------------------------------------------------------------------
@@ -136,10 +147,84 @@ def _trial_state():
 
 
 def counted(t) -> bool:
+    """Complete, pruned, or failed on its own (its driver recorded the ``error``)."""
     S = _trial_state()
     return t.state in (S.COMPLETE, S.PRUNED) or (
-        t.state == S.FAIL and not t.user_attrs.get("interrupted")
+        t.state == S.FAIL and "error" in t.user_attrs and not t.user_attrs.get("interrupted")
     )
+
+
+def interrupted(t) -> bool:
+    """Failed without counting: its driver stopped, its worker died, or its heartbeat went
+    stale (then Optuna failed it)."""
+    return t.state == _trial_state().FAIL and not counted(t)
+
+
+class _Retry:
+    """Optuna's retry callback (``RetryHeartbeatStaleTrialCallback``, formerly
+    ``RetryFailedTrialCallback``) with deepfit's bookkeeping: the new WAITING trial has the
+    same values and the slot and round of the failed one, ``attempt`` one more and
+    ``retry_of`` its number. Used as the storage's stale-trial callback and for the trials
+    this driver interrupts itself. A trial that failed on its own (its driver died between
+    recording the error and telling the study) is counted, not retried."""
+
+    KEEP = ("slot", "round", "lost")
+
+    def __init__(self) -> None:
+        import optuna
+
+        cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        cls = cls or optuna.storages.RetryFailedTrialCallback
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental
+            self.optuna = cls(max_retry=None)
+
+    def __call__(self, study, trial) -> None:
+        if counted(trial) or "slot" not in trial.user_attrs:
+            return
+        retry = copy.deepcopy(trial)
+        attrs = {k: trial.user_attrs[k] for k in self.KEEP if k in trial.user_attrs}
+        attrs["attempt"] = int(trial.user_attrs.get("attempt", 1)) + 1
+        attrs["retry_of"] = trial.number
+        retry.user_attrs = attrs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.optuna(study, retry)
+
+
+class _Heartbeat:
+    """Records Optuna heartbeats for this driver's running trials every ``interval`` seconds,
+    from a daemon thread (``RDBStorage.record_heartbeat``: the server's clock)."""
+
+    def __init__(self, storage, interval: float) -> None:
+        self.storage, self.interval = storage, interval
+        self.ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="deepfit-heartbeat", daemon=True)
+        self.thread.start()
+
+    def add(self, trial_id: int) -> None:
+        """Beat once now (a trial with no heartbeat is never found stale), then regularly."""
+        self.storage.record_heartbeat(trial_id)
+        with self.lock:
+            self.ids.add(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.discard(trial_id)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            with self.lock:
+                ids = sorted(self.ids)
+            for trial_id in ids:
+                with contextlib.suppress(Exception):  # the next beat retries
+                    self.storage.record_heartbeat(trial_id)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
 
 
 class Tuner:
@@ -159,7 +244,15 @@ class Tuner:
         objective: str = DEFAULT_OBJECTIVE,
         echo: Callable[[str], None] | None = None,
         plots: bool = True,
+        new_study: bool = False,
+        heartbeat_interval: int = HEARTBEAT_S,
+        grace_period: int = GRACE_S,
     ) -> None:
+        if heartbeat_interval < 1 or grace_period < 1:
+            raise DeepfitError(
+                "heartbeat_interval and grace_period must be whole seconds >= 1, got "
+                f"{heartbeat_interval} and {grace_period}"
+            )
         self.config = dict(config)
         self.settings = settings or Settings.from_config(config)
         self.space = _space.parse(config)
@@ -174,8 +267,13 @@ class Tuner:
         self.objective = objective
         self.echo = echo or (lambda line: None)
         self.plots = plots
+        self.new_study = new_study
+        self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
-        self._heartbeat: dict[int, float] = {}
+        self._trial_ids: dict[int, int] = {}  # trial number -> storage id, of self.running
+        self._beats: _Heartbeat | None = None
+        self._retry = _Retry()
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self._best: float | None = None
         self._shown_round = -1
 
@@ -195,15 +293,36 @@ class Tuner:
             if s.pruning
             else optuna.pruners.NopPruner()
         )
-        engine = {"connect_args": {"timeout": 60}} if _is_sqlite(self.storage_url) else {}
+        sqlite = _is_sqlite(self.storage_url)
+        kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 60}}}
+        if not sqlite:  # several drivers: Optuna's heartbeat, on the server's clock
+            accepted = inspect.signature(optuna.storages.RDBStorage).parameters
+            callback = (
+                "heartbeat_stale_trial_callback"
+                if "heartbeat_stale_trial_callback" in accepted
+                else "failed_trial_callback"
+            )
+            kwargs = {
+                "heartbeat_interval": self.heartbeat_interval,
+                "grace_period": self.grace_period,
+                callback: self._retry,
+            }
         try:
-            self.storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs=engine)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat_interval is experimental
+                self.storage = optuna.storages.RDBStorage(self.storage_url, **kwargs)
         except Exception as exc:  # bad URL, missing driver, unreachable server
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DeepfitError(f"--storage {self.storage_url}: {first}") from None
-        if _is_sqlite(self.storage_url):
+        if sqlite:
             _fast_sqlite(self.storage.engine)
         direction = "minimize" if s.minimize else "maximize"
+        if self.new_study:
+            with contextlib.suppress(KeyError):  # no such study yet
+                optuna.delete_study(study_name=self.study_name, storage=self.storage)
+            for name in (TRIALS_FILE, BEST_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.out / name).unlink()
         study = optuna.create_study(
             storage=self.storage,
             study_name=self.study_name,
@@ -220,6 +339,7 @@ class Tuner:
             "seed": s.seed,
             "rounds": s.rounds if s.strategy == "coarse-to-fine" else None,
             "keep": s.keep if s.strategy == "coarse-to-fine" else None,
+            "base": self._base(),
         }
         existing = study.user_attrs.get("deepfit")
         if existing is None:
@@ -229,16 +349,32 @@ class Tuner:
                     "tune; choose another --study"
                 )
             study.set_user_attr("deepfit", identity)
-        elif existing != identity:
-            differs = sorted(k for k in identity if existing.get(k) != identity[k])
+        elif "base" not in existing:  # made before the base config was remembered
+            study.set_user_attr("deepfit", {**existing, "base": identity["base"]})
+            existing = {**existing, "base": identity["base"]}
+        if existing is not None and existing != identity:
+            differs = [f"[tune] {k}" for k in identity if k != "base" and existing[k] != identity[k]]
+            differs += _changed_keys(existing["base"], identity["base"])
+            n = len(study.trials)
             raise DeepfitError(
                 f"study {self.study_name!r} in {self.storage_url} was started with a different "
-                f"{', '.join(differs)}; resume it with the same [tune] settings, or pick another "
-                "--study / --out"
+                f"{'; '.join(differs)}: its {n} trials would not be comparable with new ones. "
+                "Rerun with the same config, pass --new-study to discard them and start again, "
+                "or pick another --study / --out"
             )
         self.study = study
         self.study_id = self.storage.get_study_id_from_name(self.study_name)
         self.distributions = _space.optuna_distributions(self.space)
+
+    def _base(self) -> dict[str, Any]:
+        """Every key of the base config that the space does not set (what makes two trials'
+        dev metrics comparable: data, split, epochs, model, ...)."""
+        searched = set(self.space.keys)
+        return {
+            k: v
+            for k, v in C.flatten(self.config)
+            if not k.startswith("tune.") and k != "tune" and k not in searched
+        }
 
     # -- interrupted trials -----------------------------------------------------------------
     def _interrupt(self, t, reason: str, *, lost: bool = False) -> None:
