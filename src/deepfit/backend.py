@@ -18,7 +18,7 @@ from deepfit.errors import DeepfitError
 DEFAULT_DTYPE = np.dtype(np.float32)
 _FLOAT_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
-RNGLike = np.random.Generator | int | np.integer | None
+RNGLike = np.random.Generator | np.random.RandomState | int | np.integer | None
 
 
 def resolve_dtype(dtype: Any = None) -> np.dtype:
@@ -45,18 +45,25 @@ def as_generator(rng: RNGLike = None) -> np.random.Generator:
 
     ``None`` gives a freshly seeded generator (non-deterministic), an int seeds a new
     PCG64 generator (deterministic), and a Generator is returned as it is, so a caller
-    that passes one generator to several constructors gets one reproducible stream.
+    that passes one generator to several constructors gets one reproducible stream. A legacy
+    :class:`numpy.random.RandomState` is wrapped in a Generator over its own MT19937 bit
+    generator: the two share one state, so draws through either advance both (as
+    scikit-learn's ``check_random_state`` shares a RandomState), and the same seeded
+    RandomState gives the same numbers every time.
     """
     if rng is None:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, np.random.RandomState):
+        return np.random.Generator(rng._bit_generator)
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         if rng < 0:
             raise DeepfitError(f"rng seed must be a non-negative integer, got {rng}")
         return np.random.default_rng(int(rng))
     raise DeepfitError(
-        f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+        f"rng must be a numpy.random.Generator, a RandomState, an int seed or None, got "
+        f"{type(rng).__name__}"
     )
 
 

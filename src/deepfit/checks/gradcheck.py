@@ -122,17 +122,19 @@ def gradcheck(
         Check at most this many randomly chosen entries of each tensor (for big models).
     """
     active = [
-        i for i, layer in enumerate(model.layers) if isinstance(layer, Dropout) and layer.active
+        (name, layer)
+        for name, layer in model.named_layers()
+        if isinstance(layer, Dropout) and layer.active and layer.mask is None
     ]
     if active and not disable_dropout:
         raise GradientCheckError(
-            f"model has active dropout (layer {active[0]}, keep_prob="
-            f"{model.layers[active[0]].keep_prob}); gradient checks need a deterministic cost: "
+            f"model has active dropout (layer {active[0][0]}, keep_prob="
+            f"{active[0][1].keep_prob}); gradient checks need a deterministic cost: "
             f"pass disable_dropout=True"
         )
     check = copy.deepcopy(model).astype("float64")
-    for layer in check.layers:
-        if isinstance(layer, Dropout):
+    for _, layer in check.named_layers():
+        if isinstance(layer, Dropout) and layer.mask is None:
             layer.keep_prob = 1.0
     X = np.asarray(X, dtype=np.float64)
     penalties = make_penalties(l2=l2, l1=l1)

@@ -28,8 +28,9 @@ class Dense(Layer):
         ``"zeros"``, or an initializer from :mod:`deepfit.nn.init`.
     bias : bool
         Whether to learn ``b`` (set False in front of batch norm, whose ``beta`` replaces it).
-    rng : Generator or int, optional
-        Source of the initial weights.
+    rng : Generator, RandomState or int, optional
+        Source of the initial weights (a legacy ``numpy.random.RandomState`` is used through
+        :func:`deepfit.backend.as_generator`, sharing its state).
     dtype : "float32" (default) or "float64".
     """
 

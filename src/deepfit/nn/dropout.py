@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from deepfit import kernels
 from deepfit.backend import RNGLike, array_module, as_generator
-from deepfit.errors import DeepfitError
+from deepfit.errors import DeepfitError, ShapeError
 from deepfit.nn.layer import Layer
 
 # SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
@@ -64,26 +65,61 @@ class Dropout(Layer):
     Note the convention: ``keep_prob`` is the probability of *keeping* a unit, as in the
     notes; PyTorch's and Keras' ``p``/``rate`` is ``1 - keep_prob``.
 
+    An explicit keep mask (for teaching and tests) replaces the random draw: ``D`` holds 1
+    for a kept unit and 0 for a dropped one, has the input's shape, and is rescaled as a
+    drawn mask is (``a_out = a * D / keep_prob``, ``da = da_out * D / keep_prob``). Give it
+    for one call, ``forward(a, training=True, mask=D)``, or for every training forward until
+    it is cleared, ``layer.mask = D`` (also ``Dropout(keep_prob, mask=D)``; set ``None`` to
+    draw again), which also reaches a layer inside a ``Sequential``. A given mask draws
+    nothing from ``rng`` and applies even when ``keep_prob = 1`` (then unscaled); at
+    inference the layer stays the identity.
+
     References
     ----------
     Srivastava et al., "Dropout: a simple way to prevent neural networks from overfitting",
     JMLR 2014.
     """
 
-    def __init__(self, keep_prob: float = 0.5, *, rng: RNGLike = None) -> None:
+    def __init__(self, keep_prob: float = 0.5, *, rng: RNGLike = None, mask: Any = None) -> None:
         super().__init__()
         if not isinstance(keep_prob, (int, float)) or not 0 < keep_prob <= 1:
             raise DeepfitError(f"Dropout keep_prob must be in (0, 1], got {keep_prob!r}")
         self.keep_prob = float(keep_prob)
         self.rng = as_generator(rng)
+        self.mask = mask
         self._mask = None
+
+    @property
+    def mask(self) -> Any:
+        """The fixed keep mask (0/1) every training forward uses, or ``None`` to draw one."""
+        return self._fixed_mask
+
+    @mask.setter
+    def mask(self, mask: Any) -> None:
+        self._fixed_mask = None if mask is None else _checked_keep_mask(mask)
 
     @property
     def active(self) -> bool:
         """Whether the layer drops anything in training (``keep_prob < 1``)."""
         return self.keep_prob < 1.0
 
-    def forward(self, a, training: bool = False):
+    def forward(self, a, training: bool = False, *, mask: Any = None):
+        if mask is not None and not training:
+            raise DeepfitError(
+                "Dropout mask= applies in training only (inference is the identity); call "
+                "forward(x, training=True, mask=...)"
+            )
+        keep = self._fixed_mask if mask is None else _checked_keep_mask(mask)
+        if training and keep is not None:
+            xp = array_module(a)
+            keep = xp.asarray(keep)
+            if tuple(keep.shape) != tuple(a.shape):
+                raise ShapeError(
+                    f"Dropout mask has shape {tuple(keep.shape)}, the input {tuple(a.shape)}; "
+                    f"give one 0/1 entry per unit"
+                )
+            self._mask = keep.astype(a.dtype) * a.dtype.type(1.0 / self.keep_prob)
+            return a * self._mask
         if not training or not self.active:
             self._mask = None if not training else 1
             return a
@@ -107,7 +143,7 @@ class Dropout(Layer):
     def backward(self, da):
         if self._mask is None:
             raise self._missing_cache()
-        if not self.active:
+        if isinstance(self._mask, int):
             return da
         return da * self._mask
 
@@ -119,3 +155,18 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout(keep_prob={self.keep_prob})"
+
+
+def _checked_keep_mask(mask: Any) -> Any:
+    """``mask`` as an array, refused unless every entry is 0 (drop) or 1 (keep)."""
+    xp = array_module(mask)
+    mask = xp.asarray(mask)
+    if mask.dtype.kind not in "biuf":
+        raise DeepfitError(f"Dropout mask must hold numbers 0 and 1, got dtype {mask.dtype}")
+    bad = (mask != 0) & (mask != 1)
+    if bool(bad.any()):
+        value = mask.reshape(-1)[int(xp.argmax(bad.reshape(-1)))]
+        raise DeepfitError(
+            f"Dropout mask must hold 0 (drop) and 1 (keep) only, got {value.item()!r}"
+        )
+    return mask

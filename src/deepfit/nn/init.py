@@ -1,7 +1,9 @@
 """Weight initializers: zeros, small random normal, Xavier/Glorot and He.
 
-Each initializer is a callable ``(n_in, n_out, rng, dtype) -> W`` of shape ``(n_in, n_out)``.
-Biases are always initialised to zero.
+Each initializer is a callable ``(n_in, n_out, rng, dtype) -> W`` of shape ``(n_in, n_out)``,
+where ``rng`` is a :class:`numpy.random.Generator`, a legacy :class:`numpy.random.RandomState`
+or an int seed (converted once, by :func:`deepfit.backend.as_generator`). Biases are always
+initialised to zero.
 
 The scale matters because the variance of ``z = sum_i w_i x_i`` is ``n_in * Var(w) * E[x^2]``:
 keeping it constant from layer to layer avoids vanishing or exploding activations in deep
@@ -20,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepfit.backend import draw
+from deepfit.backend import RNGLike, as_generator, draw
 from deepfit.backend import normal as _standard_normal
 from deepfit.errors import DeepfitError
 
-Initializer = Callable[[int, int, np.random.Generator, np.dtype], np.ndarray]
+Initializer = Callable[[int, int, RNGLike, np.dtype], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Zeros:
     at all). Never train with it.
     """
 
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype):
         return np.zeros((n_in, n_out), dtype=dtype)
 
 
@@ -46,8 +48,8 @@ class Normal:
 
     scale: float = 0.01
 
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        return _standard_normal(rng, (n_in, n_out), dtype, self.scale)
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype):
+        return _standard_normal(as_generator(rng), (n_in, n_out), dtype, self.scale)
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class Xavier:
     a ReLU it halves the activation variance at every layer.
     """
 
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        return _standard_normal(rng, (n_in, n_out), dtype, np.sqrt(1.0 / n_in))
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype):
+        return _standard_normal(as_generator(rng), (n_in, n_out), dtype, np.sqrt(1.0 / n_in))
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ class GlorotUniform:
     Glorot and Bengio's "normalized initialization" (Keras' default).
     """
 
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype):
         limit = np.sqrt(6.0 / (n_in + n_out))
+        rng = as_generator(rng)
         return draw(rng, (n_in, n_out), dtype, lambda n: rng.uniform(-limit, limit, n))
 
 
@@ -82,8 +85,8 @@ class He:
     for that and keeps the activation variance flat through any depth.
     """
 
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        return _standard_normal(rng, (n_in, n_out), dtype, np.sqrt(2.0 / n_in))
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype):
+        return _standard_normal(as_generator(rng), (n_in, n_out), dtype, np.sqrt(2.0 / n_in))
 
 
 zeros = Zeros()

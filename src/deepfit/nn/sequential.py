@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,10 @@ from deepfit.nn.activations import LeakyReLU, ReLU, Sigmoid, Tanh, get_activatio
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
 from deepfit.nn.dropout import Dropout
+from deepfit.nn.embedding import EmbedColumns, Embedding
 from deepfit.nn.init import Initializer
 from deepfit.nn.layer import Layer
+from deepfit.nn.layernorm import LayerNorm
 
 
 class Sequential:
@@ -23,6 +25,9 @@ class Sequential:
     Parameters, gradients and buffers are exposed under qualified names ``"<index>.<key>"``
     (``"0.W"``, ``"1.gamma"``, ``"1.running_mean"``), unique across the model and stable
     across save and load; the arrays are the layers' own, so in-place updates reach them.
+    A layer that contains layers (:class:`~deepfit.nn.residual.Residual`) qualifies its
+    inner names itself, so they nest: ``"2.f.1.W"`` is the ``W`` of layer 1 of block 2's
+    ``f``.
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
@@ -86,6 +91,17 @@ class Sequential:
         return np
 
     # -- parameters ----------------------------------------------------------------------
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """Every layer, nested ones included (depth first, a container before its contents),
+        with its qualified name: ``("0", Dense)``, ..., ``("2", Residual)``,
+        ``("2.f.0", LayerNorm)``, ... (PyTorch's ``named_modules``)."""
+        for i, layer in enumerate(self.layers):
+            name = f"{prefix}{i}"
+            yield name, layer
+            inner = getattr(layer, "named_layers", None)
+            if inner is not None:
+                yield from inner(prefix=f"{name}.")
+
     def _named(self, store: str) -> dict[str, Any]:
         return {
             f"{i}.{key}": value
@@ -135,10 +151,22 @@ class Sequential:
         return None
 
     @property
+    def n_inputs(self) -> int | None:
+        """The input width, as the first layer that declares an ``n_in`` gives it (a
+        ``Dense``, or the raw table width of an ``EmbedColumns``); ``None`` if none does."""
+        for layer in self.layers:
+            n_in = getattr(layer, "n_in", None)
+            if n_in is not None:
+                return n_in
+        return None
+
+    @property
     def n_outputs(self) -> int | None:
+        """The output width, as the last layer that declares an ``n_out`` gives it."""
         for layer in reversed(self.layers):
-            if isinstance(layer, Dense):
-                return layer.n_out
+            n_out = getattr(layer, "n_out", None)
+            if n_out is not None:
+                return n_out
         return None
 
     def astype(self, dtype: Any) -> Sequential:
@@ -232,29 +260,67 @@ class Sequential:
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (Dense, BatchNorm, Dropout, ReLU, LeakyReLU, Tanh, Sigmoid)
+    cls.__name__: cls
+    for cls in (
+        Dense,
+        BatchNorm,
+        LayerNorm,
+        Dropout,
+        ReLU,
+        LeakyReLU,
+        Tanh,
+        Sigmoid,
+        Embedding,
+        EmbedColumns,
+    )
 }
+_WITH_DTYPE = (Dense, BatchNorm, LayerNorm, Embedding, EmbedColumns)
+_WITH_RNG = (Dense, Dropout, Embedding, EmbedColumns)
+
+
+def _layer_types() -> dict[str, type[Layer]]:
+    from deepfit.nn.residual import Residual  # residual.py builds on Sequential
+
+    return {**LAYER_TYPES, "Residual": Residual}
 
 
 def layer_from_config(
-    config: dict[str, Any], index: int = 0, *, dtype: Any = None, rng: RNGLike = None
+    config: dict[str, Any], index: int | str = 0, *, dtype: Any = None, rng: RNGLike = None
 ) -> Layer:
-    """Build one layer from its ``config()`` dict; a bad entry names the layer index."""
-    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
+    """Build one layer from its ``config()`` dict; a bad entry names the layer index
+    (qualified inside a residual block: ``"2.f.1"``)."""
+    types = _layer_types()
+    if not isinstance(config, dict) or config.get("type") not in types:
         kind = config.get("type") if isinstance(config, dict) else config
-        raise DeepfitError(
-            f"layer {index}: unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}"
-        )
+        raise DeepfitError(f"layer {index}: unknown layer type {kind!r}; known: {', '.join(types)}")
     kwargs = {k: v for k, v in config.items() if k != "type"}
-    cls = LAYER_TYPES[config["type"]]
-    if cls in (Dense, BatchNorm):
+    cls = types[config["type"]]
+    if config["type"] == "Residual":
+        inner = kwargs.get("layers")
+        if not isinstance(inner, list) or set(kwargs) != {"layers"}:
+            raise DeepfitError(
+                f"layer {index} (Residual): config must be {{'type': 'Residual', 'layers': "
+                f"[layer configs]}}, got keys {sorted(kwargs)}"
+            )
+        gen = as_generator(rng)
+        return cls(
+            [
+                layer_from_config(c, f"{index}.f.{j}", dtype=dtype, rng=gen)
+                for j, c in enumerate(inner)
+            ]
+        )
+    if cls in _WITH_DTYPE:
         kwargs["dtype"] = dtype
-    if cls in (Dense, Dropout):
+    if cls in _WITH_RNG:
         kwargs["rng"] = rng
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise DeepfitError(f"layer {index} ({config['type']}): {exc}") from None
+
+
+NORMS = ("batchnorm", "layernorm")
+EMBED_KEYS = ("columns", "cardinalities", "dims")
 
 
 def mlp(
@@ -269,20 +335,49 @@ def mlp(
     *,
     dtype: Any = None,
     bn_momentum: float = 0.9,
+    norm: str | None = None,
+    residual: bool = False,
+    embed: Mapping[str, Sequence[int]] | None = None,
 ) -> Sequential:
     """Build a fully connected network.
 
-    Each hidden layer is ``Dense -> [BatchNorm] -> activation -> [Dropout]``, followed by a
-    final ``Dense(hidden[-1], n_out)`` that emits logits for the loss. With batch norm the
-    hidden Dense layers have no bias (batch norm's ``beta`` takes its place: the mean
-    subtraction cancels any ``b``). Dropout layers are added only where ``keep_prob < 1``.
+    Plain (``residual=False``): each hidden layer is ``Dense -> [norm] -> activation ->
+    [Dropout]``, followed by a final ``Dense(hidden[-1], n_out)`` that emits logits for the
+    loss. With batch norm the hidden Dense layers have no bias (batch norm's ``beta`` takes
+    its place: the mean subtraction cancels any ``b``); layer norm keeps them (it subtracts
+    each row's mean over the features, which does not cancel a per-feature ``b``). Dropout
+    layers are added only where ``keep_prob < 1``.
+
+    Residual (``residual=True``), the tabular ResNet of Gorishniy et al. 2021 with the skip
+    connections of Kadra et al. 2021's cocktail: a ``Dense(n_in, d)`` stem with
+    ``d = hidden[0]``, then one block per entry of ``hidden``,
+    ``z + f(z)`` with ``f = [norm(d)] -> Dense(d, hidden[i]) -> activation -> [Dropout] ->
+    Dense(hidden[i], d)`` (see :class:`~deepfit.nn.residual.Residual`), then the head
+    ``[norm(d)] -> activation -> Dense(d, n_out)``. ``d`` is the width of the residual stream;
+    each ``hidden[i]`` is its block's inner width.
 
     Parameters
     ----------
+    n_in : int
+        Input width (with ``embed``, the raw width, code columns included).
+    hidden : sequence of int
+        Hidden widths (residual: the blocks' inner widths; ``hidden[0]`` is also the stream's).
+    batchnorm : bool
+        Same as ``norm="batchnorm"`` (kept for compatibility).
     keep_prob : float or sequence of floats
-        One keep probability for every hidden layer, or one per hidden layer.
-    rng : Generator or int, optional
+        One keep probability for every hidden layer (residual: block), or one per hidden
+        layer.
+    rng : Generator, RandomState or int, optional
         One stream for every initial weight and every dropout mask.
+    norm : "batchnorm", "layernorm" or None
+        Normalization in each hidden layer (residual: at the start of each block and before
+        the head).
+    residual : bool
+        Build residual blocks instead of a plain stack.
+    embed : mapping, optional
+        ``{"columns": [...], "cardinalities": [...], "dims": [...]}`` puts an
+        :class:`~deepfit.nn.embedding.EmbedColumns` first (what a table preprocessor's
+        ``embed_spec()`` returns); the first ``Dense`` then takes its ``n_out`` inputs.
     """
     hidden = list(hidden)
     for i, width in enumerate(hidden):
@@ -296,20 +391,78 @@ def mlp(
             raise DeepfitError(
                 f"mlp keep_prob has {len(keep_probs)} values for {len(hidden)} hidden layers"
             )
+    for kp in keep_probs:
+        if not 0.0 < kp <= 1.0:
+            raise DeepfitError(f"mlp keep_prob must be in (0, 1], got {kp}")
+    if norm is not None and norm not in NORMS:
+        raise DeepfitError(f"mlp norm must be one of {', '.join(NORMS)} or None, got {norm!r}")
+    if batchnorm:
+        if norm not in (None, "batchnorm"):
+            raise DeepfitError(f"mlp got batchnorm=True and norm={norm!r}; choose one")
+        norm = "batchnorm"
     gen = as_generator(rng)
     dt = resolve_dtype(dtype)
+
+    def make_norm(width: int) -> list[Layer]:
+        if norm == "batchnorm":
+            return [BatchNorm(width, momentum=bn_momentum, dtype=dt)]
+        if norm == "layernorm":
+            return [LayerNorm(width, dtype=dt)]
+        return []
+
+    def make_dropout(kp: float) -> list[Layer]:
+        return [Dropout(kp, rng=gen)] if kp < 1.0 else []
+
     layers: list[Layer] = []
     width_in = n_in
-    for width, kp in zip(hidden, keep_probs, strict=True):
-        width = int(width)
-        layers.append(Dense(width_in, width, init, bias=not batchnorm, rng=gen, dtype=dt))
-        if batchnorm:
-            layers.append(BatchNorm(width, momentum=bn_momentum, dtype=dt))
+    if embed is not None:
+        layers.append(_embed_columns(n_in, embed, gen, dt))
+        width_in = layers[0].n_out
+    if residual and hidden:
+        d = int(hidden[0])
+        layers.append(Dense(width_in, d, init, rng=gen, dtype=dt))
+        for width, kp in zip(hidden, keep_probs, strict=True):
+            block = make_norm(d)
+            block.append(Dense(d, int(width), init, rng=gen, dtype=dt))
+            block.append(get_activation(activation))
+            block += make_dropout(kp)
+            block.append(Dense(int(width), d, init, rng=gen, dtype=dt))
+            layers.append(_residual(block))
+        layers += make_norm(d)
         layers.append(get_activation(activation))
-        if kp < 1.0:
-            layers.append(Dropout(kp, rng=gen))
-        elif kp != 1.0:
-            raise DeepfitError(f"mlp keep_prob must be in (0, 1], got {kp}")
-        width_in = width
+        width_in = d
+    else:
+        for width, kp in zip(hidden, keep_probs, strict=True):
+            width = int(width)
+            bias = norm != "batchnorm"
+            layers.append(Dense(width_in, width, init, bias=bias, rng=gen, dtype=dt))
+            layers += make_norm(width)
+            layers.append(get_activation(activation))
+            layers += make_dropout(kp)
+            width_in = width
     layers.append(Dense(width_in, n_out, init, rng=gen, dtype=dt))
     return Sequential(layers)
+
+
+def _residual(block: list[Layer]) -> Layer:
+    from deepfit.nn.residual import Residual  # residual.py builds on Sequential
+
+    return Residual(block)
+
+
+def _embed_columns(
+    n_in: int, embed: Mapping[str, Sequence[int]], rng: np.random.Generator, dtype: np.dtype
+) -> EmbedColumns:
+    if isinstance(embed, EmbedColumns) or not isinstance(embed, Mapping):
+        raise DeepfitError(
+            f"mlp embed must be a mapping with keys {', '.join(EMBED_KEYS)}, got "
+            f"{type(embed).__name__}"
+        )
+    unknown = sorted(set(embed) - set(EMBED_KEYS))
+    missing = [k for k in EMBED_KEYS if k not in embed]
+    if unknown or missing:
+        problem = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
+        raise DeepfitError(f"mlp embed: {problem}; expected keys {', '.join(EMBED_KEYS)}")
+    return EmbedColumns(
+        n_in, embed["columns"], embed["cardinalities"], embed["dims"], rng=rng, dtype=dtype
+    )

@@ -41,8 +41,8 @@ def _fingerprint(trainer: Trainer) -> dict[str, Any]:
 
 def _layer_rngs(trainer: Trainer) -> dict[str, np.random.Generator]:
     return {
-        str(i): layer.rng
-        for i, layer in enumerate(trainer.model.layers)
+        name: layer.rng
+        for name, layer in trainer.model.named_layers()
         if isinstance(getattr(layer, "rng", None), np.random.Generator)
     }
 
