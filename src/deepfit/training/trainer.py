@@ -15,7 +15,6 @@ from deepfit.backend import to_numpy
 from deepfit.data.batches import minibatches
 from deepfit.errors import DataError, DeepfitError
 from deepfit.nn.batchnorm import BatchNorm
-from deepfit.nn.dense import Dense
 from deepfit.nn.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, get_loss
 from deepfit.nn.objective import forward_backward, make_penalties
 from deepfit.nn.sequential import Sequential
@@ -123,11 +122,10 @@ class Trainer:
                 f"{name}: X has {X.shape[0]} rows but y has {y.shape[0]} (shapes {X.shape}, "
                 f"{y.shape})"
             )
-        first = next((layer for layer in self.model.layers if isinstance(layer, Dense)), None)
-        if first is not None and X.shape[1] != first.n_in:
+        n_in = self.model.n_inputs
+        if n_in is not None and X.shape[1] != n_in:
             raise DataError(
-                f"{name} X has {X.shape[1]} features but the model's input layer expects "
-                f"{first.n_in}"
+                f"{name} X has {X.shape[1]} features but the model's input layer expects {n_in}"
             )
         if self.task == "classification" and y.ndim == 1 and y.size:
             if y.dtype.kind not in "iub":
@@ -197,7 +195,7 @@ class Trainer:
             if checkpoint.path.exists():
                 self.load_checkpoint(checkpoint.path)
                 self.resumed = True
-        has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
+        has_batchnorm = any(isinstance(layer, BatchNorm) for _, layer in self.model.named_layers())
         last_good = self.model.state_dict() if self.terminate_on_nan else None
 
         for cb in self.callbacks:
