@@ -633,6 +633,28 @@ def demo(
         typer.echo("plots: " + ", ".join(str(out / p) for p in plots))
 
 
+# -- report ----------------------------------------------------------------------------------------
+@app.command()
+def report(
+    directory: Annotated[
+        Path, typer.Argument(help="A run directory (deepfit train) or tune directory (tune).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file (default DIR/report.html).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="The study's database URL when it is not DIR/study.db.")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name, when the database holds several.")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a run or a study (opens without network)."""
+    from deepfit.report import write_report
+
+    typer.echo(f"report: {write_report(directory, output, storage=storage, study=study)}")
+
+
 from deepfit.lab.command import lab  # noqa: E402
 
 app.command()(lab)
