@@ -6,6 +6,7 @@ The public API, re-exported from the subpackages; nothing is defined here.
 from deepfit import io
 from deepfit.bundle import ModelBundle
 from deepfit.checks import GradCheckResult, gradcheck
+from deepfit.data.mixup import Mixup
 from deepfit.errors import DataError, DeepfitError, GradientCheckError, ShapeError
 from deepfit.nn import (
     L1,
@@ -29,7 +30,7 @@ from deepfit.nn import (
     init,
     mlp,
 )
-from deepfit.optim import EWA, SGD, Adam, Momentum, RMSprop, schedules
+from deepfit.optim import EMA, EWA, SGD, SWA, Adam, Lookahead, Momentum, RMSprop, schedules
 from deepfit.training import (
     Callback,
     Checkpoint,
@@ -37,12 +38,17 @@ from deepfit.training import (
     History,
     MetricsLog,
     Progress,
+    ReduceLROnPlateau,
+    SnapshotEnsemble,
     Trainer,
+    TrainingDiverged,
+    WeightAveraging,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMA",
     "EWA",
     "L1",
     "L2",
@@ -64,21 +70,28 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "LeakyReLU",
+    "Lookahead",
     "MeanSquaredError",
     "MetricsLog",
+    "Mixup",
     "ModelBundle",
     "Momentum",
     "Progress",
     "RMSprop",
     "ReLU",
+    "ReduceLROnPlateau",
     "Residual",
+    "SWA",
     "Sequential",
     "ShapeError",
     "Sigmoid",
     "SigmoidBinaryCrossEntropy",
+    "SnapshotEnsemble",
     "SoftmaxCrossEntropy",
     "Tanh",
     "Trainer",
+    "TrainingDiverged",
+    "WeightAveraging",
     "__version__",
     "gradcheck",
     "init",

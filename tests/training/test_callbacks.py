@@ -134,14 +134,37 @@ def test_metrics_log_has_one_header_and_one_row_per_epoch(tmp_path):
 
 
 def test_progress_bar_with_smoothed_loss_only_when_asked_or_on_a_terminal():
+    pytest.importorskip("rich")
     X, y = np.ones((64, 2), dtype=np.float32), np.arange(64) % 2
     out = io.StringIO()
     df.Trainer(
         df.mlp(2, [2], 2, rng=0), batch_size=8, callbacks=[df.Progress(out, enabled=True)]
     ).fit(X, y, epochs=2)
     text = out.getvalue()
-    assert "epoch 2/2 [########################] 8/8" in text and "ETA" in text
-    assert "train_loss" in text
+    assert "8/8" in text and "loss 0." in text  # rich's bar: batches done, smoothed loss
+    assert "epoch 2/2  lr 0.001  train_loss" in text  # one summary line per epoch
+    assert "stopped: completed all epochs" in text
     quiet = io.StringIO()  # not a terminal
     df.Trainer(df.mlp(2, [2], 2, rng=0), callbacks=[df.Progress(quiet)]).fit(X, y, epochs=1)
     assert quiet.getvalue() == ""
+
+
+def test_a_disabled_progress_bar_is_never_called_per_batch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(df.Progress, "on_batch_end", lambda *a: calls.append(1))
+    X, y = np.ones((64, 2), dtype=np.float32), np.arange(64) % 2
+    progress = df.Progress(io.StringIO())
+    df.Trainer(df.mlp(2, [2], 2, rng=0), batch_size=8, callbacks=[progress]).fit(X, y, epochs=2)
+    assert calls == [] and not progress.wants_batches()
+
+
+def test_progress_without_rich_does_nothing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rich.progress", None)  # import fails
+    out = io.StringIO()
+    X, y = np.ones((16, 2), dtype=np.float32), np.arange(16) % 2
+    df.Trainer(df.mlp(2, [2], 2, rng=0), callbacks=[df.Progress(out, enabled=True)]).fit(
+        X, y, epochs=1
+    )
+    assert out.getvalue() == ""

@@ -173,20 +173,62 @@ def test_batchnorm_skips_a_last_batch_of_one_row():
 
 def test_non_finite_loss_stops_with_a_reason_and_restores_the_last_good_weights(tmp_path):
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 3)).astype(np.float32) * 100
-    y = rng.standard_normal((64, 1)).astype(np.float32) * 100
+    X = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
     model = df.mlp(3, [64, 64], 1, rng=0)
     ckpt = tmp_path / "ckpt.npz"
     trainer = df.Trainer(
-        model, loss="mse", optimizer=df.SGD(10.0), batch_size=8, callbacks=[df.Checkpoint(ckpt)]
+        model, loss="mse", optimizer=df.SGD(0.01), batch_size=8, callbacks=[df.Checkpoint(ckpt)]
     )
-    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+
+    class Explode(df.Callback):  # the learning rate jumps after three good epochs
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 3:
+                trainer.optimizer.lr = 1e30
+
+    trainer.callbacks.insert(0, Explode())
+    good = {}
+
+    class Keep(df.Callback):
+        order = -1
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            good[logs["epoch"]] = trainer.model.state_dict()
+
+    trainer.callbacks.insert(0, Keep())
+    with pytest.warns(RuntimeWarning, match="non-finite"):
         history = trainer.fit(X, y, epochs=20)
-    assert history.stop_reason.startswith("non-finite loss")
+    assert len(history) == 3
+    assert "weights of epoch 3 restored" in history.stop_reason
     assert "smaller learning rate" in history.stop_reason
-    assert all(np.isfinite(p).all() for p in model.params.values())
-    if len(history):
-        assert ckpt.exists()
+    for name, value in good[3].items():
+        assert np.array_equal(model.state_dict()[name], value), name
+    saved = np.load(ckpt)
+    assert all(np.isfinite(saved[k]).all() for k in saved.files if k.startswith("model/"))
+
+
+@pytest.mark.parametrize("batch_size", [8, 64])
+def test_divergence_before_any_finite_epoch_fails_with_one_line(tmp_path, batch_size):
+    # lr = 1e30: with 8 batches the loss turns non-finite inside epoch 1; with one batch the
+    # loss of epoch 1 is finite but its weights are not (caught at the end of the epoch)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    ckpt = tmp_path / "ckpt.npz"
+    stopper = df.EarlyStopping(monitor="train_loss", patience=5)
+    trainer = df.Trainer(
+        df.mlp(3, [16], 1, rng=0),
+        loss="mse",
+        optimizer=df.SGD(1e30),
+        batch_size=batch_size,
+        callbacks=[stopper, df.Checkpoint(ckpt)],
+    )
+    with pytest.raises(df.DeepfitError, match="training diverged: non-finite") as info:
+        trainer.fit(X, y, epochs=5)
+    assert "\n" not in str(info.value) and "no model is kept" in str(info.value)
+    assert isinstance(info.value, df.TrainingDiverged)
+    assert not ckpt.exists() and stopper.best_weights is None
+    assert all(np.isfinite(p).all() for p in trainer.model.params.values())
 
 
 @pytest.mark.parametrize(

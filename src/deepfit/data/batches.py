@@ -8,6 +8,7 @@ epoch is kept, so every example is seen exactly once per epoch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,22 @@ def _check_batch_size(batch_size: int) -> int:
             "(powers of two such as 64 or 256 are the usual choice)"
         )
     return int(batch_size)
+
+
+def check_sample_weight(sample_weight: Any, n: int, name: str = "sample_weight") -> np.ndarray:
+    """``sample_weight`` as a float64 array of ``n`` finite numbers >= 0 (one per row), or a
+    :class:`~deepfit.errors.DataError` naming the first bad row."""
+    w = np.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise DataError(f"{name} must have one value per row ({n}), got shape {w.shape}")
+    if w.dtype.kind not in "biuf":
+        raise DataError(f"{name} must be numeric, got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{name} row {row} is {w[row]}; weights must be finite and >= 0")
+    return w
 
 
 def minibatches(
@@ -67,8 +84,10 @@ def iterate_minibatches(
     *,
     shuffle: bool = True,
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield one epoch of ``(X[idx], y[idx])`` mini-batches.
+    sample_weight: Any = None,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield one epoch of ``(X[idx], y[idx])`` mini-batches (``(X[idx], y[idx], w[idx])`` with
+    ``sample_weight``: the weights are shuffled with their rows).
 
     Parameters
     ----------
@@ -85,11 +104,13 @@ def iterate_minibatches(
     augment : callable, optional
         ``(X_batch, rng) -> X_batch_new`` applied to each batch of features, e.g. a
         :class:`~deepfit.data.augment.Compose`; use it for training batches only.
+    sample_weight : array of shape (n,), optional
+        One weight >= 0 per example.
 
     Returns
     -------
-    iterator of (numpy.ndarray, numpy.ndarray)
-        Batches of features and the matching targets.
+    iterator of (numpy.ndarray, numpy.ndarray[, numpy.ndarray])
+        Batches of features and the matching targets (and weights).
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -99,14 +120,15 @@ def iterate_minibatches(
         )
     if augment is not None and not callable(augment):
         raise DataError(f"augment must be a callable (X_batch, rng) -> X_batch, got {augment!r}")
+    w = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
     gen = as_generator(rng)
     batches = minibatches(X.shape[0], batch_size, gen, shuffle=shuffle)
 
-    def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch() -> Iterator[tuple[np.ndarray, ...]]:
         for idx in batches:
             Xb = X[idx]
             if augment is not None:
                 Xb = augment(Xb, gen)
-            yield Xb, y[idx]
+            yield (Xb, y[idx]) if w is None else (Xb, y[idx], w[idx])
 
     return epoch()

@@ -1,8 +1,17 @@
 """The training loop and its callbacks."""
 
-from deepfit.training.callbacks import Callback, Checkpoint, EarlyStopping, MetricsLog, Progress
+from deepfit.training.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    MetricsLog,
+    Progress,
+    ReduceLROnPlateau,
+    SnapshotEnsemble,
+    WeightAveraging,
+)
 from deepfit.training.history import History
-from deepfit.training.trainer import Trainer
+from deepfit.training.trainer import Trainer, TrainingDiverged
 
 __all__ = [
     "Callback",
@@ -11,5 +20,9 @@ __all__ = [
     "History",
     "MetricsLog",
     "Progress",
+    "ReduceLROnPlateau",
+    "SnapshotEnsemble",
     "Trainer",
+    "TrainingDiverged",
+    "WeightAveraging",
 ]

@@ -26,7 +26,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 
 
 def _fingerprint(trainer: Trainer) -> dict[str, Any]:
-    return {
+    found = {
         "architecture": trainer.model.config(),
         "dtype": str(trainer.model.dtype),
         "loss": type(trainer.loss).__name__,
@@ -37,6 +37,17 @@ def _fingerprint(trainer: Trainer) -> dict[str, Any]:
         "l2": trainer.l2,
         "l1": trainer.l1,
     }
+    # techniques enter only when on, so checkpoints written without them still resume
+    inner = getattr(trainer.optimizer, "inner", None)
+    optional = {
+        "loss_options": trainer.loss.config() or None,
+        "inner_optimizer": type(inner).__name__ if inner is not None else None,
+        "clip_norm": trainer.clip_norm,
+        "mixup": trainer.mixup.config() if trainer.mixup is not None else None,
+        "weighted": trainer.weighted or None,
+    }
+    found.update({k: v for k, v in optional.items() if v is not None})
+    return found
 
 
 def _layer_rngs(trainer: Trainer) -> dict[str, np.random.Generator]:
@@ -96,7 +107,8 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
             f"resumed by this deepfit (reads version {CHECKPOINT_FORMAT_VERSION})"
         )
     expected, found = _fingerprint(trainer), meta.get("fingerprint", {})
-    for key, value in expected.items():
+    for key in [*expected, *(k for k in found if k not in expected)]:
+        value = expected.get(key)
         if found.get(key) != value:
             shown = (
                 "differs" if key == "architecture" else f"{found.get(key)!r} there, {value!r} here"

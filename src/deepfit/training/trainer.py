@@ -11,19 +11,41 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.backend import to_numpy
-from deepfit.data.batches import minibatches
+from deepfit.backend import array_module, to_numpy
+from deepfit.data.batches import check_sample_weight, minibatches
+from deepfit.data.mixup import Mixup
 from deepfit.errors import DataError, DeepfitError
 from deepfit.nn.batchnorm import BatchNorm
-from deepfit.nn.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, get_loss
+from deepfit.nn.losses import (
+    ClassWeight,
+    Loss,
+    MeanSquaredError,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    example_weights,
+    get_loss,
+)
 from deepfit.nn.objective import forward_backward, make_penalties
 from deepfit.nn.sequential import Sequential
+from deepfit.optim.clipping import clip_grad_norm_
 from deepfit.optim.optimizers import Adam, Optimizer
 from deepfit.optim.schedules import Schedule
 from deepfit.training.callbacks import Callback, Checkpoint
 from deepfit.training.history import History
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class TrainingDiverged(DeepfitError):
+    """Training produced a non-finite loss or non-finite weights before any epoch finished
+    with finite weights: there is nothing sound to keep."""
+
+
+def _all_finite(model: Sequential) -> bool:
+    for value in (*model.params.values(), *model.buffers.values()):
+        if not bool(array_module(value).isfinite(value).all()):
+            return False
+    return True
 
 
 def _as_features(X: Any, name: str) -> np.ndarray:
@@ -62,8 +84,26 @@ class Trainer:
     augment : callable ``(X_batch, rng) -> X_batch``, optional
         Applied on the fly to training batches only.
     terminate_on_nan : bool
-        On by default: a non-finite loss stops training with a clear reason, puts back the
-        weights of the last finished epoch, and leaves the last checkpoint as it was.
+        On by default: a non-finite loss, or non-finite weights at the end of an epoch, stop
+        training with a clear reason and put back the weights of the last epoch that ended
+        with finite weights; the checkpoint keeps that epoch (non-finite weights are never
+        saved, restored or kept as "best"). When no epoch ended with finite weights,
+        :class:`TrainingDiverged` is raised (one line) after the callbacks' ``on_train_end``.
+    class_weight : "balanced", mapping {class index: weight} or None
+        Multiplies each training example's loss by its class's weight (``"balanced"``:
+        ``n_samples / (n_classes * bincount(y))`` as scikit-learn). Training only: evaluation
+        takes explicit ``sample_weight``.
+    clip_norm : float, optional
+        Clip the gradient (penalties included) to this global L2 norm before each step, as
+        ``torch.nn.utils.clip_grad_norm_``.
+    mixup : Mixup, optional
+        Mix every training batch (mixup or cutmix, see :class:`deepfit.data.mixup.Mixup`);
+        ``train_accuracy`` is then not recorded (the targets are mixtures).
+
+    With example weights (``fit(..., sample_weight=)``, ``class_weight``) the loss is the
+    weighted mean ``sum w_i l_i / sum w_i`` on every batch, and the recorded ``train_loss``
+    and ``train_accuracy`` are weighted means over the epoch; penalties keep their meaning
+    ``lambda / (2 m)`` with ``m`` the batch size.
     """
 
     def __init__(
@@ -80,6 +120,9 @@ class Trainer:
         *,
         augment: Augment | None = None,
         terminate_on_nan: bool = True,
+        class_weight: ClassWeight = None,
+        clip_norm: float | None = None,
+        mixup: Mixup | None = None,
     ) -> None:
         if not isinstance(model, Sequential):
             raise DeepfitError(f"Trainer needs a deepfit Sequential model, got {type(model)}")
@@ -96,6 +139,19 @@ class Trainer:
         self.seed = seed
         self.augment = augment
         self.terminate_on_nan = terminate_on_nan
+        if clip_norm is not None and (
+            isinstance(clip_norm, bool)
+            or not isinstance(clip_norm, (int, float))
+            or not (clip_norm > 0 and math.isfinite(clip_norm))
+        ):
+            raise DeepfitError(f"clip_norm must be a finite number > 0, got {clip_norm!r}")
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        if mixup is not None and not isinstance(mixup, Mixup):
+            raise DeepfitError(f"mixup must be a deepfit Mixup, got {mixup!r}")
+        self.mixup = mixup
+        self.class_weight = class_weight
+        self.weighted = False
+        self.train_inputs: np.ndarray | None = None
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.epoch = 0
@@ -144,19 +200,38 @@ class Trainer:
                 )
         return X, y
 
-    def _accuracy_hits(self, logits: np.ndarray, y: np.ndarray) -> int | None:
+    def _accuracy_hits(self, logits: np.ndarray, y: np.ndarray, weight=None) -> float | None:
+        """Correct predictions: a count, or the sum of the correct examples' weights."""
         if isinstance(self.loss, MeanSquaredError) or y.ndim != 1:
             return None
         if isinstance(self.loss, SigmoidBinaryCrossEntropy):
             predicted = (logits[:, 0] > 0).astype(np.int64)
         else:
             predicted = logits.argmax(axis=1)
-        return int((to_numpy(predicted) == y).sum())
+        correct = to_numpy(predicted) == y
+        if weight is None:
+            return int(correct.sum())
+        return float(np.dot(correct, weight))
 
     def _lr_for(self, epoch: int) -> float:
         if self.schedule is not None:
             self.optimizer.lr = self.schedule(epoch)
         return self.optimizer.lr
+
+    def _n_classes(self) -> int:
+        n_out = self.model.n_outputs or 0
+        return 2 if isinstance(self.loss, SigmoidBinaryCrossEntropy) and n_out == 1 else n_out
+
+    def _weights_for(self, y: np.ndarray, sample_weight: Any, name: str, classes: bool):
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, y.shape[0], name)
+        class_weight = self.class_weight if classes and self.task == "classification" else None
+        if class_weight is not None and y.ndim != 1:
+            raise DataError(f"class_weight needs class labels in {name} y, got shape {y.shape}")
+        w = example_weights(y, self._n_classes(), class_weight, sample_weight)
+        if w is not None and y.shape[0] and not w.sum() > 0:
+            raise DataError(f"{name}: the example weights sum to 0; nothing would be learned")
+        return w
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -164,24 +239,38 @@ class Trainer:
         X: Any,
         y: Any,
         epochs: int,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         *,
+        sample_weight: Any = None,
         resume: bool = False,
     ) -> History:
         """Train for ``epochs`` epochs in all (a resumed run trains the remaining ones).
 
-        ``resume=True`` continues from the file of the :class:`Checkpoint` callback when it
-        exists (and starts afresh when it does not), so the same call works the first time
-        and after a crash.
+        ``sample_weight`` (one number >= 0 per row) weights each example's loss; it is
+        shuffled with the rows. ``validation_data`` is ``(X, y)`` or ``(X, y, sample_weight)``
+        (then the dev metrics are weighted means, as Keras'). ``resume=True`` continues from
+        the file of the :class:`Checkpoint` callback when it exists (and starts afresh when it
+        does not), so the same call works the first time and after a crash.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise DeepfitError(f"epochs must be a positive integer, got {epochs!r}")
         X, y = self._check_xy(X, y, "training data")
         if X.shape[0] == 0:
             raise DataError("training data has no rows")
+        w = self._weights_for(y, sample_weight, "training data sample_weight", classes=True)
         dev = None
         if validation_data is not None:
-            dev = self._check_xy(*validation_data, "validation data")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
+                2,
+                3,
+            ):
+                raise DataError("validation_data must be (X, y) or (X, y, sample_weight)")
+            dev_x, dev_y = self._check_xy(*validation_data[:2], "validation data")
+            dev_w = validation_data[2] if len(validation_data) == 3 else None
+            if dev_w is not None:
+                dev_w = check_sample_weight(dev_w, dev_y.shape[0], "validation data sample_weight")
+            dev = (dev_x, dev_y, dev_w)
+        self.weighted = w is not None
         self.epochs, self.n_train = epochs, X.shape[0]
         self.batches_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.rng = np.random.default_rng(self.seed)
@@ -196,80 +285,149 @@ class Trainer:
                 self.load_checkpoint(checkpoint.path)
                 self.resumed = True
         has_batchnorm = any(isinstance(layer, BatchNorm) for _, layer in self.model.named_layers())
-        last_good = self.model.state_dict() if self.terminate_on_nan else None
+        last_good = None
+        if self.terminate_on_nan and _all_finite(self.model):
+            last_good = self.model.state_dict()
+        diverged = False
+        mixup, n_classes = self.mixup, None
+        if mixup is not None and isinstance(self.loss, SoftmaxCrossEntropy) and y.ndim == 1:
+            n_classes = self._n_classes()
+        track_accuracy = self.task == "classification" and y.ndim == 1 and mixup is None
+        self.train_inputs = X
 
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
-        epoch = self.epoch
-        while epoch < epochs and not self.stop_training:
-            start = time.perf_counter()
-            lr = self._lr_for(epoch)
+        try:
             for cb in self.callbacks:
-                cb.on_epoch_begin(self, epoch)
-            total_loss, hits, seen = 0.0, 0, 0
-            params, grads = self.model.params, self.model.grads  # the arrays, not copies
-            for b, idx in enumerate(minibatches(self.n_train, self.batch_size, self.rng)):
-                if has_batchnorm and idx.size < 2:
-                    continue
-                xb, yb = X[idx], y[idx]
-                if self.augment is not None:
-                    xb = self.augment(xb, self.rng)
-                with np.errstate(**self._errstate):
-                    step = forward_backward(self.model, self.loss, xb, yb, self.penalties)
-                if self.terminate_on_nan and not math.isfinite(step.total):
-                    self._stop_on_nan(step.total, epoch, b, last_good)
-                    break
-                self.optimizer.step(params, grads)
-                total_loss += step.data_loss * idx.size
-                hits += self._accuracy_hits(step.outputs, yb) or 0
-                seen += idx.size
+                cb.on_train_begin(self)
+            # only the callbacks that do something per batch are called per batch (a disabled
+            # progress bar costs nothing)
+            batch_callbacks = [cb for cb in self.callbacks if cb.wants_batches()]
+            epoch = self.epoch
+            while epoch < epochs and not self.stop_training:
+                start = time.perf_counter()
+                self._lr_for(epoch)
                 for cb in self.callbacks:
-                    cb.on_batch_end(self, b, step.data_loss)
-            if self.stop_training and self.stop_reason and "non-finite" in self.stop_reason:
-                break
-            logs: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-            logs["train_loss"] = total_loss / max(seen, 1)
-            if self.task == "classification" and y.ndim == 1:
-                logs["train_accuracy"] = hits / max(seen, 1)
-            if dev is not None:
-                for key, value in self.evaluate(*dev).items():
-                    logs[f"dev_{key}"] = value
-            logs["seconds"] = time.perf_counter() - start
-            self.history.append(logs)
-            self.epoch = epoch + 1
-            if last_good is not None:
-                last_good = self.model.state_dict()
+                    cb.on_epoch_begin(self, epoch)
+                lr = self.optimizer.lr  # as the callbacks left it (ReduceLROnPlateau)
+                total_loss, hits, seen = 0.0, 0.0, 0.0
+                params, grads = self.model.params, self.model.grads  # the arrays, not copies
+                for b, idx in enumerate(minibatches(self.n_train, self.batch_size, self.rng)):
+                    if has_batchnorm and idx.size < 2:
+                        continue
+                    xb, yb = X[idx], y[idx]
+                    wb = None if w is None else w[idx]
+                    if self.augment is not None:
+                        xb = self.augment(xb, self.rng)
+                    target = yb
+                    if mixup is not None:
+                        xb, target, wb = mixup(xb, yb, self.rng, n_classes=n_classes, weight=wb)
+                    with np.errstate(**self._errstate):
+                        step = forward_backward(
+                            self.model, self.loss, xb, target, self.penalties, wb
+                        )
+                    if self.terminate_on_nan and not math.isfinite(step.total):
+                        diverged = True
+                        self._stop_on_nan(f"non-finite loss ({step.total})", epoch, b, last_good)
+                        break
+                    if self.clip_norm is not None:
+                        clip_grad_norm_(grads, self.clip_norm)
+                    self.optimizer.step(params, grads)
+                    size = idx.size if wb is None else float(wb.sum())
+                    total_loss += step.data_loss * size
+                    if track_accuracy:
+                        hits += self._accuracy_hits(step.outputs, yb, wb) or 0
+                    seen += size
+                    for cb in batch_callbacks:
+                        cb.on_batch_end(self, b, step.data_loss)
+                if not diverged and self.terminate_on_nan and seen:
+                    problem = self._divergence(xb, target, wb)
+                    if problem:
+                        diverged = True
+                        self._stop_on_nan(problem, epoch, None, last_good)
+                if diverged:
+                    break
+                logs: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+                logs["train_loss"] = total_loss / seen if seen else 0.0
+                if track_accuracy:
+                    logs["train_accuracy"] = hits / seen if seen else 0.0
+                if dev is not None:
+                    for key, value in self.evaluate(*dev).items():
+                        logs[f"dev_{key}"] = value
+                    dev_loss = logs["dev_loss"]
+                    if self.terminate_on_nan and dev[0].shape[0] and not math.isfinite(dev_loss):
+                        diverged = True
+                        self._stop_on_nan("non-finite dev loss", epoch, None, last_good)
+                        break
+                logs["seconds"] = time.perf_counter() - start
+                self.history.append(logs)
+                self.epoch = epoch + 1
+                if last_good is not None:
+                    last_good = self.model.state_dict()
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                epoch += 1
+            if self.stop_reason is None:
+                self.stop_reason = "completed all epochs"
+            self.history.stop_reason = self.stop_reason
             for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, logs)
-            epoch += 1
-        if self.stop_reason is None:
-            self.stop_reason = "completed all epochs"
-        self.history.stop_reason = self.stop_reason
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+                cb.on_train_end(self)
+        finally:
+            self.train_inputs = None
+            for cb in self.callbacks:
+                cb.close(self)
+        if diverged and self.epoch == 0:
+            raise TrainingDiverged(self.stop_reason)
         return self.history
 
-    def _stop_on_nan(self, value: float, epoch: int, batch: int, last_good) -> None:
+    def _divergence(self, x: Any, target: Any, weight: Any) -> str | None:
+        """Whether the epoch ended with unusable weights: non-finite parameters or buffers, or
+        non-finite outputs or loss (inference mode) on the epoch's last batch, as weights that
+        are finite but huge give. Costs one forward pass of one batch per epoch."""
+        if not _all_finite(self.model):
+            return "non-finite weights"
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = self.model.forward(x, training=False)
+            finite = bool(array_module(outputs).isfinite(outputs).all())
+            if finite:
+                finite = math.isfinite(self.loss.forward(outputs, target, weight))
+        return None if finite else "non-finite outputs"
+
+    def _stop_on_nan(self, what: str, epoch: int, batch: int | None, last_good) -> None:
+        """Stop a diverging run and put back the weights it started the epoch with (the last
+        finite ones). Without a finished epoch there is nothing to keep: ``fit`` raises."""
         self.stop_training = True
-        self.stop_reason = (
-            f"non-finite loss ({value}) at epoch {epoch + 1}, batch {batch + 1}: training "
-            f"stopped and the weights of epoch {self.epoch} restored (try a smaller learning "
-            f"rate or stronger input normalization)"
-        )
+        where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+        advice = "try a smaller learning rate or stronger input normalization"
         if last_good is not None:
             self.model.load_state_dict(last_good)
+        if self.epoch == 0:
+            self.stop_reason = (
+                f"training diverged: {what} at {where}, before any epoch ended with finite "
+                f"weights; no model is kept ({advice})"
+            )
+            return
+        self.stop_reason = (
+            f"{what} at {where}: training stopped and the weights of epoch {self.epoch} "
+            f"restored ({advice})"
+        )
         warnings.warn(self.stop_reason, RuntimeWarning, stacklevel=3)
 
     # -- inference ---------------------------------------------------------------------------
-    def evaluate(self, X: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
+    def evaluate(
+        self, X: Any, y: Any, sample_weight: Any = None, batch_size: int = 4096
+    ) -> dict[str, float]:
         """Mean data loss (no penalty) and, for classification, accuracy, in inference mode
-        (dropout off, batch norm on running statistics)."""
+        (dropout off, batch norm on running statistics). With ``sample_weight`` both are
+        weighted means (``sum w_i l_i / sum w_i``, as scikit-learn's ``score``)."""
         X, y = self._check_xy(X, y, "evaluation data")
+        w = None
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, y.shape[0], "evaluation data sample_weight")
         logits = self.model.predict(X, batch_size=batch_size)
-        result = {"loss": self.loss.forward(logits, y) if X.shape[0] else math.nan}
-        hits = self._accuracy_hits(logits, y)
+        result = {"loss": self.loss.forward(logits, y, w) if X.shape[0] else math.nan}
+        hits = self._accuracy_hits(logits, y, w)
         if hits is not None:
-            result["accuracy"] = hits / max(X.shape[0], 1)
+            total = float(w.sum()) if w is not None else X.shape[0]
+            result["accuracy"] = hits / total if total else math.nan
         return result
 
     def predict(self, X: Any, batch_size: int = 4096) -> np.ndarray:
