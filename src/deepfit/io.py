@@ -278,6 +278,10 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou.' else 'a'} {kind}"
+
+
 def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -305,7 +309,7 @@ def iter_npz(
     """
     path = Path(path)
     if path.is_dir():
-        raise DeepfitError(f"{path}: is a directory, not an {kind}")
+        raise DeepfitError(f"{path}: is a directory, not {_a(kind)}")
     if not path.is_file():
         raise DeepfitError(f"{path}: no such file")
     limit = memory_limit() if limit is None else limit
@@ -315,7 +319,7 @@ def iter_npz(
         with contextlib.suppress(OSError), open(path, "rb") as f:
             if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
                 raise DeepfitError(
-                    f"{path}: holds a single array (.npy), not an {kind} of named arrays"
+                    f"{path}: holds a single array (.npy), not {_a(kind)} of named arrays"
                 ) from None
         raise DeepfitError(
             f"{path}: not a readable {kind} (truncated or corrupted: {_reason(exc)})"
@@ -531,10 +535,11 @@ def load(path: str | Path) -> ModelBundle:
         check_metadata(meta, arrays)
     except DeepfitError as exc:
         raise DeepfitError(f"{path}: damaged model file: {exc}") from None
-    check_size(
-        architecture_bytes(meta["architecture"], meta["dtype"]),
-        f"{path}: the architecture it declares",
-    )
+    try:
+        declared = architecture_bytes(meta["architecture"], meta["dtype"])
+    except (DeepfitError, TypeError, ValueError) as exc:
+        raise DeepfitError(f"{path}: damaged model file: {_reason(exc)}") from None
+    check_size(declared, f"{path}: the architecture it declares")
     try:
         model = Sequential.from_config(meta["architecture"], dtype=meta["dtype"])
         model.load_state_dict(

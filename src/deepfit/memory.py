@@ -25,23 +25,43 @@ from deepfit.errors import DeepfitError
 OPTIMIZER_MOMENTS = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}
 
 
+def _int(layer: dict[str, Any], key: str) -> int:
+    value = layer.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DeepfitError(f"layer {layer.get('type')} needs an integer {key!r}, got {value!r}")
+    return value
+
+
 def layer_params(layer: dict[str, Any]) -> int:
     """Entries of the arrays (parameters and buffers) one layer config declares.
 
     ``Dense(n_in, n_out)`` holds ``n_in * n_out`` weights plus ``n_out`` biases;
-    ``BatchNorm(n)`` holds ``gamma``, ``beta`` and two running statistics, ``4 n``. Layers
-    without arrays hold none; a layer type unknown here is bounded by the product of its
-    integer sizes (an embedding's ``rows x width``, a normalization's ``n``).
+    ``BatchNorm(n)`` holds ``gamma``, ``beta`` and two running statistics, ``4 n``; a
+    ``Residual`` block what its ``layers`` hold. Layers without arrays hold none; a layer
+    type unknown here is bounded by the product of its integer sizes (a normalization's
+    ``n``) times, for lists of sizes, the sum of their entrywise products (an embedding's
+    ``cardinalities x dims``).
     """
     kind = layer.get("type")
     if kind == "Dense":
-        n_in, n_out = int(layer["n_in"]), int(layer["n_out"])
+        n_in, n_out = _int(layer, "n_in"), _int(layer, "n_out")
         return n_in * n_out + (n_out if layer.get("bias", True) else 0)
     if kind == "BatchNorm":
-        return 4 * int(layer["n"])
-    sizes = [v for v in layer.values() if isinstance(v, int) and not isinstance(v, bool)]
-    sizes = [v for v in sizes if v > 1]
-    return math.prod(sizes) if sizes else 0
+        return 4 * _int(layer, "n")
+    if kind == "Residual" and isinstance(layer.get("layers"), list):
+        return sum(layer_params(inner) for inner in layer["layers"] if isinstance(inner, dict))
+    sizes = [v for v in layer.values() if isinstance(v, int) and not isinstance(v, bool) and v > 1]
+    lists = [
+        [int(x) for x in v if isinstance(x, int) and not isinstance(x, bool)]
+        for v in layer.values()
+        if isinstance(v, list)
+    ]
+    total = math.prod(sizes) if sizes else 0
+    if len(lists) >= 2 and len(lists[0]) == len(lists[1]):
+        total += sum(a * b for a, b in zip(lists[0], lists[1], strict=True))
+    else:
+        total += sum(sum(v) for v in lists)
+    return total
 
 
 def architecture_bytes(architecture: Sequence[dict[str, Any]], dtype: Any = "float32") -> int:

@@ -124,7 +124,6 @@ def _check(out: Path, config: Mapping[str, Any], *, resume: bool, overwrite: boo
     if not entries:
         return
     ours = [name for name in entries if name in RUN_FILES]
-    foreign = [name for name in entries if name not in RUN_FILES]
     previous = _previous_config(out)
     is_run = previous is not None and any(name != CONFIG_FILE for name in ours)
     again = "choose another --out"
@@ -168,7 +167,7 @@ def _check(out: Path, config: Mapping[str, Any], *, resume: bool, overwrite: boo
             f"{out}: holds a run of another config (changed: "
             f"{_describe(changed, previous, config)}); --overwrite replaces it, or {again}"
         )
-    held = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    held = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     raise DeepfitError(
         f"{out}: not empty and not a deepfit run directory (it holds {held}); {again} "
         f"(--overwrite writes the run next to these files, never over them)"

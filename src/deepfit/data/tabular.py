@@ -357,7 +357,8 @@ def _npz_target(
         names = sort_class_names(keys)
         index = {k: i for i, k in enumerate(names)}
         out = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
-    check_classes(tuple(label_key(v) for v in np.unique(out)), str(p), column="y")
+    # the classes present, by name (not their indices: all 1s is class '1', not '0')
+    check_classes(tuple(names[i] for i in np.unique(out)), str(p), column="y")
     return out, names, task
 
 
