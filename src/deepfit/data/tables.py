@@ -248,28 +248,49 @@ def read_table(
     pa = _require_pyarrow()
     from pyarrow import csv as pacsv
 
-    try:
-        arrow = pacsv.read_csv(
-            p,
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                null_values=list(na),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-                true_values=[],
-                false_values=[],
-                timestamp_parsers=[],
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
-        diagnose_csv(p, sep)  # raises the precise one-line error when it finds one
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{p}: not a readable CSV file ({reason})") from None
-    names = [str(n).strip() for n in arrow.column_names]
+    convert = pacsv.ConvertOptions(
+        null_values=list(na),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        true_values=[],
+        false_values=[],
+        timestamp_parsers=[],
+    )
+    # Quoted values spanning lines are rare and make an unclosed quote swallow the rest of
+    # the file silently: read without them first, and only when the standard library finds
+    # the file sound, again with them.
+    diagnosed = False
+    for multiline in (False, True):
+        try:
+            arrow = pacsv.read_csv(
+                p,
+                parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=multiline),
+                convert_options=convert,
+            )
+            names = [str(n).strip() for n in arrow.column_names]
+            columns = [_arrow_column(arrow.column(j), na) for j in range(len(names))]
+            if not multiline and _quote_open_at_end(arrow):
+                diagnose_csv(p, sep)
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
+            if not diagnosed:
+                diagnose_csv(p, sep)  # raises the precise one-line error when it finds one
+                diagnosed = True
+            if multiline:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DataError(f"{p}: not a readable CSV file ({reason})") from None
     _check_names(p, names)
     if arrow.num_rows == 0:
         raise DataError(f"{p}: the file has a header but no data rows")
-    return Table({n: _arrow_column(arrow.column(j), na) for j, n in enumerate(names)}, str(p))
+    return Table(dict(zip(names, columns, strict=True)), str(p))
+
+
+def _quote_open_at_end(arrow: Any) -> bool:
+    """pyarrow reads a quote left open on the last line as a value ending in a line break."""
+    if arrow.num_rows == 0:
+        return False
+    last = arrow.slice(arrow.num_rows - 1).to_pylist()[0].values()
+    return any(isinstance(v, str) and v != v.rstrip("\r\n") for v in last)
 
 
 def _read_parquet(p: Path, na: tuple[str, ...]) -> Table:
@@ -322,7 +343,7 @@ def diagnose_csv(p: Path, delimiter: str) -> None:
     opener = gzip.open if p.suffix == ".gz" else open
     with opener(p, "rb") as raw:
         fh = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        reader = _csv.reader(fh, delimiter=delimiter, strict=False)
+        reader = _csv.reader(fh, delimiter=delimiter, strict=True)
         header: list[str] | None = None
         n_row = 0
         start_line = 1

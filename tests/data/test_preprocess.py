@@ -1,0 +1,109 @@
+"""Fitted table preprocessing and target encoding: values, layout, unseen levels, state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfit.data.columns import infer_roles
+from deepfit.data.preprocess import TablePreprocessor, TargetEncoder, embedding_dim
+from deepfit.data.tables import from_arrays
+from deepfit.errors import DataError
+
+
+def train_table():
+    return from_arrays(
+        {
+            "x": np.array([1.0, 2.0, np.nan, 4.0]),
+            "z": np.array([10.0, 10.0, 20.0, 20.0]),
+            "c": np.array(["a", "b", None, "a"], dtype=object),
+            "big": np.array(["p", "q", "r", "s"], dtype=object),
+            "y": np.array([0, 1, 0, 1]),
+        },
+        source="train.csv",
+    )
+
+
+def fitted(**kwargs):
+    t = train_table()
+    roles = infer_roles(t, "y", categorical=["big"])
+    return TablePreprocessor(roles, scaling="standardize", **kwargs).fit(t), t
+
+
+def test_layout_values_and_indicators():
+    pre, t = fitted(max_onehot=3)
+    assert pre.feature_names == [
+        "x", "z", "x__missing", "c=a", "c=b", "c=<missing>", "big__code",
+    ]  # fmt: skip
+    X, report = pre.transform(t)
+    assert X.dtype == np.float32
+    x = np.array([1.0, 2.0, 2.0, 4.0])  # the median 2 fills the hole
+    np.testing.assert_allclose(X[:, 0], (x - x.mean()) / x.std(), rtol=1e-6)
+    np.testing.assert_array_equal(X[:, 2], [0, 0, 1, 0])
+    np.testing.assert_array_equal(X[:, 3:6], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(X[:, 6], [1, 2, 3, 4])  # codes; 0 is "unknown"
+    assert report.missing == {"x": 1, "c": 1}
+    assert pre.embed_spec() == {"columns": [6], "cardinalities": [5], "dims": [embedding_dim(5)]}
+
+
+def test_unseen_levels_missing_cells_and_column_order():
+    pre, _ = fitted(max_onehot=3)
+    new = from_arrays(
+        {
+            "big": np.array(["zzz", "p"], dtype=object),
+            "y": np.array([0, 0]),
+            "c": np.array(["new", None], dtype=object),
+            "z": np.array([np.nan, 20.0]),
+            "x": np.array([4.0, 1.0]),
+            "extra": np.array([1.0, 2.0]),
+        },
+        source="new.csv",
+    )
+    X, report = pre.transform(new)
+    np.testing.assert_array_equal(X[0, 3:6], [0, 0, 0])  # unseen level: all zeros
+    np.testing.assert_array_equal(X[1, 3:6], [0, 0, 1])  # missing: its own level
+    np.testing.assert_array_equal(X[:, 6], [0, 1])
+    assert report.unseen == {"c": 1, "big": 1}
+    assert report.missing == {"z": 1, "c": 1}
+    assert pre.ignored(new, also=("y",)) == ["extra"]
+
+
+def test_missing_column_and_error_mode():
+    pre, _ = fitted()
+    with pytest.raises(DataError, match=r"new\.csv: no column 'x'; the model was trained on"):
+        pre.transform(from_arrays({"z": [1.0]}, source="new.csv"))
+    with pytest.raises(DataError, match=r"row 3, column 'x': missing cell \(data.missing"):
+        fitted(missing="error")
+
+
+@pytest.mark.parametrize("scaling", ["standardize", "robust", "quantile", "none"])
+def test_state_round_trip(scaling):
+    t = train_table()
+    pre = TablePreprocessor(infer_roles(t, "y"), scaling=scaling, max_onehot=2).fit(t)
+    arrays, meta = pre.state()
+    import json
+
+    again = TablePreprocessor.from_state(arrays, json.loads(json.dumps(meta)))
+    np.testing.assert_array_equal(again.transform(t)[0], pre.transform(t)[0])
+
+
+def test_damaged_state_is_refused():
+    pre, _ = fitted()
+    arrays, meta = pre.state()
+    with pytest.raises(DataError, match="damaged preprocessing state"):
+        TablePreprocessor.from_state(arrays, {**meta, "vocab": {"c": ["a"]}})
+    with pytest.raises(DataError, match="damaged preprocessing state"):
+        TablePreprocessor.from_state({"medians": np.array([np.nan, 1.0])}, meta)
+
+
+def test_target_encoder_classes_and_values():
+    enc = TargetEncoder("classification").fit(np.array([3, 1.0, "2", 3], dtype=object))
+    assert enc.class_names == ["1", "2", "3"]
+    np.testing.assert_array_equal(enc.encode(np.array(["3", 1, 2.0], dtype=object)), [2, 0, 1])
+    with pytest.raises(DataError, match="label '7' was not seen in training"):
+        enc.encode(np.array([7], dtype=object))
+    reg = TargetEncoder("regression").fit(np.array([1000.0, 3000.0]))
+    np.testing.assert_allclose(reg.encode(np.array([2000.0, 3000.0])), [0.0, 1.0])
+    np.testing.assert_allclose(reg.decode_values(np.array([[1.0]])), [[3000.0]])
+    with pytest.raises(DataError, match="single class"):
+        TargetEncoder("classification").fit(["a", "a"])

@@ -1,0 +1,102 @@
+"""The tabular path end to end, in a subprocess as a user runs it: every shared table trains
+from the raw file with no config, predicts and evaluates from raw files; column order does not
+matter; unseen categories and empty cells at prediction work."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import deepfit
+
+pytest.importorskip("pyarrow")
+
+TABLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tables"
+CASES = {
+    "diamonds": ("price", "r2", ["--set", "data.max_examples=3000"]),
+    "Default": ("default", "accuracy", []),
+    "penguins": ("species", "accuracy", []),
+    "Bikeshare": ("bikers", "r2", ["--drop", "casual,registered"]),
+    "Carseats": ("Sales", "r2", []),
+    "Credit": ("Balance", "r2", []),
+    "mpg": ("hwy", "r2", []),
+}
+QUICK = ["--set", "train.epochs=8", "-q"]
+
+
+def reversed_columns(src: Path, dst: Path) -> Path:
+    rows = list(csv.reader(src.open(newline="")))
+    with dst.open("w", newline="") as fh:
+        csv.writer(fh).writerows([list(reversed(r)) for r in rows])
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_shared_table_trains_predicts_and_evaluates(tmp_path, name):
+    path = TABLES / f"{name}.csv"
+    if not path.exists():
+        pytest.skip("shared tables not found")
+    target, metric, extra = CASES[name]
+    out = tmp_path / "run"
+    deepfit("train", "--data", path, "--target", target, "--out", out, *QUICK, *extra)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["columns"]["numeric"] or summary["columns"]["categorical"]
+    assert target not in summary["columns"]["numeric"] + summary["columns"]["categorical"]
+    score = summary["test"][metric]
+    assert score > (0.5 if metric == "accuracy" else 0.0)
+    model = out / "model.npz"
+    same = json.loads(deepfit("evaluate", model, path, "--json").stdout)[str(path)]
+    flipped = reversed_columns(path, tmp_path / "flipped.csv")
+    other = json.loads(deepfit("evaluate", model, flipped, "--json").stdout)[str(flipped)]
+    assert other[metric] == pytest.approx(same[metric], abs=1e-12)
+    assert other["n"] == same["n"]
+    predicted = deepfit("predict", model, flipped).stdout.splitlines()
+    assert predicted[0] == "prediction" and len(predicted) == same["n"] + 1
+    # the config written into the run directory reproduces the run
+    again = tmp_path / "again"
+    deepfit("train", out / "config.toml", "--out", again, "-q")
+    assert json.loads((again / "summary.json").read_text())["test"] == summary["test"]
+
+
+def test_unseen_category_and_empty_cells_at_prediction(tmp_path):
+    path = TABLES / "penguins.csv"
+    if not path.exists():
+        pytest.skip("shared tables not found")
+    out = tmp_path / "run"
+    deepfit("train", "--data", path, "--target", "species", "--out", out, *QUICK)
+    new = tmp_path / "new.csv"
+    new.write_text(
+        "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year,note\n"
+        "Atlantis,,18.0,190,3500,,2009,x\n"
+        "Biscoe,47.0,15.0,215,5000,male,2008,y\n"
+    )
+    done = deepfit("predict", out / "model.npz", new, "--proba")
+    rows = list(csv.reader(done.stdout.splitlines()))
+    assert rows[0] == ["p_Adelie", "p_Chinstrap", "p_Gentoo"]
+    assert all(abs(sum(map(float, r)) - 1) < 1e-5 for r in rows[1:])
+    assert "island 1" in done.stderr and "columns not used by the model: note" in done.stderr
+    missing = new.with_name("missing.csv")
+    missing.write_text("island,bill_length_mm\nBiscoe,40\n")
+    refused = deepfit("predict", out / "model.npz", missing, check=False)
+    assert refused.returncode != 0
+    assert "no column 'bill_depth_mm'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_zero_config_usage_errors(tmp_path):
+    path = TABLES / "penguins.csv"
+    if not path.exists():
+        pytest.skip("shared tables not found")
+    for args, message in (
+        (["--data", path], "--target"),
+        (["--data", path, "--target", "specie"], "did you mean 'species'"),
+        (["--data", path, "--target", "species", "--drop", "islnd"], "data.drop"),
+        ([], "give a config file"),
+    ):
+        done = deepfit("train", *args, "--out", tmp_path / "x", check=False)
+        assert done.returncode != 0, args
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
