@@ -349,6 +349,9 @@ class Tuner:
                     "tune; choose another --study"
                 )
             study.set_user_attr("deepfit", identity)
+            with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard shows it
+                warnings.simplefilter("ignore")
+                study.set_metric_names([s.metric])
         elif "base" not in existing:  # made before the base config was remembered
             study.set_user_attr("deepfit", {**existing, "base": identity["base"]})
             existing = {**existing, "base": identity["base"]}
