@@ -47,7 +47,7 @@ def test_cutmix_swaps_a_random_subset_of_columns():
 def test_regression_targets_mix_linearly_and_prob_zero_is_identity():
     x, _ = _batch()
     y = np.random.default_rng(1).standard_normal((6, 2))
-    xm, t, _ = Mixup(alpha=0.2)(x, y, np.random.default_rng(5))
+    _xm, t, _ = Mixup(alpha=0.2)(x, y, np.random.default_rng(5))
     replay = np.random.default_rng(5)
     lam, pi = replay.beta(0.2, 0.2), replay.permutation(6)
     np.testing.assert_allclose(t, lam * y + (1 - lam) * y[pi])

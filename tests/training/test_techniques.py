@@ -157,13 +157,13 @@ def test_mixup_in_training_gives_soft_targets_and_is_seeded(kind):
         )
         return t, t.fit(X, y, epochs=2, validation_data=(X[:20], y[:20]))
 
-    t1, h1 = run(loss)
+    _t1, h1 = run(loss)
     training = [yb for yb, _ in loss.seen if yb.ndim == 2]
     assert len(training) == 2 * 6 + 2  # 6 batches per epoch, and the NaN guard's probe
     assert all(yb.shape[1] == 3 for yb in training)
     assert any(not np.allclose(yb, np.round(yb)) for yb in training)  # mixtures, not one-hot
     assert "train_accuracy" not in h1.columns and "dev_accuracy" in h1.columns
-    t2, h2 = run(df.SoftmaxCrossEntropy())
+    _t2, h2 = run(df.SoftmaxCrossEntropy())
     assert h1["train_loss"] == h2["train_loss"]
 
 
@@ -226,7 +226,7 @@ def test_reduce_lr_on_plateau_matches_torch(options):
 
 
 def test_plateau_multiplies_on_top_of_a_schedule_and_records_the_lr():
-    X, y = _problem(n=40)
+    X, _y = _problem(n=40)
     noise = np.random.default_rng(0).integers(0, 3, 40)  # nothing to learn: dev stalls
     plateau = df.ReduceLROnPlateau(patience=0, factor=0.5, threshold=0.5)
     sched = schedules.inverse_time(0.01, 1.0)
