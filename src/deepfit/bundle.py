@@ -49,17 +49,36 @@ def _loss(value: Any) -> str | None:
     return f"one of {', '.join(LOSSES)}, not {value!r}"
 
 
-def _architecture(value: Any) -> str | None:
+def _layer_value(value: Any) -> bool:
+    """A layer's constructor argument: a plain value, or a list of integers (an
+    ``EmbedColumns``' columns, cardinalities and dims); a residual block's ``layers`` are
+    checked as an architecture of their own."""
+    if _scalar(value):
+        return True
+    return isinstance(value, list) and len(value) <= MAX_LAYERS and all(map(_is_int, value))
+
+
+def _architecture(value: Any, prefix: str = "") -> str | None:
     if not isinstance(value, list) or not value:
         return f"a non-empty list of layer tables, not {_type_name(value)}"
     if len(value) > MAX_LAYERS:
         return f"at most {MAX_LAYERS} layers, not {len(value)}"
     for i, layer in enumerate(value):
         if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
-            return f"a list of layer tables with a 'type' string; layer {i} is {layer!r:.80}"
-        bad = [k for k, v in layer.items() if not _scalar(v)]
+            return (
+                f"a list of layer tables with a 'type' string; layer {prefix}{i} is {layer!r:.80}"
+            )
+        block = layer["type"] == "Residual"
+        if block and "layers" in layer:
+            problem = _architecture(layer["layers"], f"{prefix}{i}.f.")
+            if problem:
+                return problem
+        bad = [k for k, v in layer.items() if not ((block and k == "layers") or _layer_value(v))]
         if bad:
-            return f"plain values in each layer; layer {i} has {bad[0]!r} = {layer[bad[0]]!r:.80}"
+            return (
+                f"plain values in each layer; layer {prefix}{i} has {bad[0]!r} = "
+                f"{layer[bad[0]]!r:.80}"
+            )
     return None
 
 
