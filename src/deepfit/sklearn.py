@@ -14,10 +14,16 @@ behind scikit-learn's estimator contract, so they work in ``Pipeline``, ``GridSe
   dropout masks, shuffling and the validation split: the same int gives the same
   predictions.
 
-Inputs are not standardized here: put a ``StandardScaler`` in front, as scikit-learn does
-for its own MLP::
+Numeric arrays are not standardized here: put a ``StandardScaler`` in front, as
+scikit-learn does for its own MLP::
 
     make_pipeline(StandardScaler(), DeepFitClassifier(hidden_layer_sizes=(128, 64)))
+
+A pandas DataFrame with text or category columns (``preprocess="auto"``, or any input with
+``preprocess="table"``) goes through deepfit's own table preprocessing, fitted in ``fit``:
+column roles, median imputation with missing indicators, one-hot or embedded categories
+(unseen levels map to "unknown"), standardized numbers; columns are matched by name at
+prediction. The regressor always standardizes its targets and predicts in their units.
 
 This module imports scikit-learn (``pip install 'deepfit[sklearn]'``, scikit-learn >= 1.6);
 nothing else in deepfit imports it.
@@ -45,9 +51,12 @@ from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from deepfit.data.columns import infer_roles
+from deepfit.data.preprocess import TablePreprocessor
 from deepfit.data.split import train_dev_test_split
+from deepfit.data.tables import from_arrays
 from deepfit.errors import DeepfitError
 from deepfit.nn.activations import ACTIVATIONS
 from deepfit.nn.init import INITIALIZERS
@@ -123,6 +132,8 @@ class _DeepFitBase(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [StrOptions({"float32", "float64"})],
+        "preprocess": [StrOptions({"auto", "table", "none"})],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
     }
 
     _loss: str = ""
@@ -157,6 +168,8 @@ class _DeepFitBase(BaseEstimator):
         random_state=None,
         verbose=False,
         dtype="float32",
+        preprocess="auto",
+        class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -186,6 +199,8 @@ class _DeepFitBase(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.preprocess = preprocess
+        self.class_weight = class_weight
 
     # -- hyperparameters -> deepfit objects --------------------------------------------------
     def _hidden(self) -> list[int]:
@@ -297,6 +312,7 @@ class _DeepFitBase(BaseEstimator):
         hidden = self._hidden()
         keep = self._keep_probs(len(hidden))
         init_rng, shuffle_rng, split_seed = self._seeds() if seeds is None else seeds
+        spec = self.preprocessor_.embed_spec() if getattr(self, "preprocessor_", None) else None
         self.model_ = mlp(
             n_features,
             hidden,
@@ -308,6 +324,7 @@ class _DeepFitBase(BaseEstimator):
             rng=init_rng,
             dtype=self.dtype,
             bn_momentum=float(self.bn_momentum),
+            **({"embed": spec} if spec else {}),
         )
         # Trainer.fit starts its shuffling stream from np.random.default_rng(seed), which
         # returns a Generator unchanged: passing one makes the stream continue across
@@ -322,12 +339,68 @@ class _DeepFitBase(BaseEstimator):
         self.best_epoch_: int | None = None
         self.history_ = History()
 
+    # -- tables ----------------------------------------------------------------------------
+    def _table_matrix(self, X, reset: bool) -> np.ndarray | None:
+        """The network inputs of a table ``X`` (a DataFrame with text or category columns, or
+        anything with ``preprocess="table"``) through the preprocessing fitted in ``fit``;
+        None when ``X`` takes the plain numeric path."""
+        if reset:
+            self.preprocessor_ = None
+            wanted = self.preprocess == "table" or (
+                self.preprocess == "auto" and _has_text_columns(X)
+            )
+            if not wanted:
+                return None
+            table = _as_table(X)
+            self.preprocessor_ = TablePreprocessor(infer_roles(table, None)).fit(table)
+        elif getattr(self, "preprocessor_", None) is None:
+            return None
+        else:
+            table = _as_table(X)
+        return self.preprocessor_.transform(table)[0]
+
+    def _validated(self, X, y, reset: bool):
+        """``(X, y)`` validated, tables preprocessed; ``feature_names_in_`` and
+        ``n_features_in_`` describe the columns given, not the network's inputs."""
+        X_table = self._table_matrix(X, reset)
+        if X_table is None:
+            return self._validate_xy(X, y, reset=reset)
+        names = list(_as_table(X).names) if reset else None
+        X_out, y_out = self._validate_xy(X_table, y, reset=True)
+        if reset:
+            self._table_columns = names
+        self.n_features_in_ = len(self._table_columns)
+        self.feature_names_in_ = np.asarray(self._table_columns, dtype=object)
+        return X_out, y_out
+
+    def _weights(self, X: np.ndarray, y_index: np.ndarray, sample_weight) -> np.ndarray | None:
+        """``sample_weight`` times the class weight of each row (``class_weight``)."""
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        if self.class_weight is None:
+            return w
+        if self._loss == "mse":
+            raise ValueError("class_weight applies to DeepFitClassifier only")
+        if self.class_weight == "balanced":
+            counts = np.bincount(y_index, minlength=len(self.classes_)).astype(np.float64)
+            per_class = len(y_index) / (len(self.classes_) * np.maximum(counts, 1))
+        else:
+            unknown = [k for k in self.class_weight if k not in self.classes_]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names {unknown[0]!r}, which is not among the classes "
+                    f"{self.classes_!r}"
+                )
+            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
+        cw = per_class[y_index]
+        return cw if w is None else w * cw
+
     # -- the two training entry points ---------------------------------------------------
-    def _fit(self, X, y, validation_data) -> _DeepFitBase:
+    def _fit(self, X, y, validation_data, sample_weight=None) -> _DeepFitBase:
         self._check_hyperparameters()
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        X, y = self._validate_xy(X, y, reset=not warm)
+        X, y = self._validated(X, y, reset=not warm)
         y_train = self._encode_y(X, y, classes=None, first=not warm, where="fit")
+        weight = self._weights(X, y_train, sample_weight)
         # everything that can refuse the data runs before the model is touched
         seeds = None if warm else self._seeds()
         dtype = self.model_.dtype if warm else np.dtype(self.dtype)
@@ -337,7 +410,7 @@ class _DeepFitBase(BaseEstimator):
             dev = self._validation_pair(validation_data, dtype)
         elif self.early_stopping:
             split_seed = self._split_seed if warm else seeds[2]
-            X, y_train, dev = self._holdout(X, y_train, split_seed)
+            X, y_train, weight, dev = self._holdout(X, y_train, split_seed, weight)
         if warm:
             self._trainer = self._new_trainer(self.model_, self._shuffle_rng)
             self._optimizer_epochs = 0
@@ -360,7 +433,13 @@ class _DeepFitBase(BaseEstimator):
             callbacks.append(Progress(enabled=True))
         trainer.callbacks = sorted(callbacks, key=lambda c: c.order)
         try:
-            history = trainer.fit(X, y_train, epochs=int(self.max_epochs), validation_data=dev)
+            history = trainer.fit(
+                X,
+                y_train,
+                epochs=int(self.max_epochs),
+                validation_data=dev,
+                sample_weight=weight,
+            )
         finally:
             trainer.callbacks = []  # drop references to the validation data
         self._record(history, scorer)
@@ -368,10 +447,10 @@ class _DeepFitBase(BaseEstimator):
             self.best_epoch_ = self.n_iter_ - len(history) + int(stopper.best_epoch)
         return self
 
-    def _partial_fit(self, X, y, classes) -> _DeepFitBase:
+    def _partial_fit(self, X, y, classes, sample_weight=None) -> _DeepFitBase:
         self._check_hyperparameters()
         first = not hasattr(self, "model_")
-        X, y = self._validate_xy(X, y, reset=first)
+        X, y = self._validated(X, y, reset=first)
         y_train = self._encode_y(X, y, classes=classes, first=first, where="partial_fit")
         if first:
             self._start(X.shape[1], self._n_outputs())
@@ -382,7 +461,12 @@ class _DeepFitBase(BaseEstimator):
         )
         trainer.callbacks = [Progress(enabled=True)] if self.verbose else []
         try:
-            history = trainer.fit(X.astype(self.model_.dtype, copy=False), y_train, epochs=1)
+            history = trainer.fit(
+                X.astype(self.model_.dtype, copy=False),
+                y_train,
+                epochs=1,
+                sample_weight=self._weights(X, y_train, sample_weight),
+            )
         finally:
             trainer.callbacks = []
         self._record(history, None)
@@ -400,30 +484,36 @@ class _DeepFitBase(BaseEstimator):
         self._optimizer_epochs += len(history)
         self.best_epoch_ = self.n_iter_
 
-    def _holdout(self, X: np.ndarray, y: np.ndarray, seed: int):
+    def _holdout(self, X: np.ndarray, y: np.ndarray, seed: int, weight: np.ndarray | None):
         frac = float(self.validation_fraction)
         stratify = self._loss != "mse"
+        rows = np.arange(X.shape[0])[:, None]
         try:
-            split = train_dev_test_split(X, y, (1.0 - frac, frac, 0.0), stratify=stratify, rng=seed)
+            split = train_dev_test_split(
+                rows, y, (1.0 - frac, frac, 0.0), stratify=stratify, rng=seed
+            )
         except DeepfitError as exc:
             raise ValueError(
                 f"early_stopping: cannot hold out validation_fraction={frac} of "
                 f"{X.shape[0]} examples: {exc}"
             ) from None
-        (X_tr, y_tr), dev, _ = split
-        if len(dev[1]) == 0:
+        (i_tr, y_tr), (i_dev, y_dev), _ = split
+        if len(y_dev) == 0:
             raise ValueError(
                 f"early_stopping: validation_fraction={frac} of {X.shape[0]} examples leaves "
                 "no validation example; raise validation_fraction or pass validation_data"
             )
-        return X_tr, y_tr, dev
+        tr, dv = i_tr[:, 0], i_dev[:, 0]
+        if weight is None:
+            return X[tr], y_tr, None, (X[dv], y_dev)
+        return X[tr], y_tr, weight[tr], (X[dv], y_dev, weight[dv])
 
     def _validation_pair(self, validation_data, dtype) -> tuple[np.ndarray, np.ndarray]:
         try:
             X_val, y_val = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        X_val, y_val = self._validate_xy(X_val, y_val, reset=False)
+        X_val, y_val = self._validated(X_val, y_val, reset=False)
         y_val = self._encode_validation_y(y_val, dtype)
         return X_val.astype(dtype, copy=False), y_val
 
@@ -437,7 +527,11 @@ class _DeepFitBase(BaseEstimator):
         ``predict(X[i:i+1])`` equals ``predict(X)[i]``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X_table = self._table_matrix(X, reset=False)
+        if X_table is None:
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+        else:
+            X = X_table.astype(np.float64)
         model = self.model_
         if model.dtype != np.float64:
             model = copy.deepcopy(model).astype(np.float64)
@@ -469,6 +563,21 @@ def _with_lr0(config: dict, lr: float) -> dict:
     elif config.get("kind") != "warmup":
         config.setdefault("lr0", lr)
     return config
+
+
+def _has_text_columns(X: Any) -> bool:
+    """A DataFrame (anything with ``dtypes``) with a column that is not numbers or booleans."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns"):
+        return False
+    return any(getattr(dt, "kind", "O") not in "iufb" for dt in list(dtypes))
+
+
+def _as_table(X: Any):
+    try:
+        return from_arrays(X, source="X")
+    except DeepfitError as exc:
+        raise ValueError(str(exc)) from None
 
 
 _PARAMS_DOC = """
@@ -550,6 +659,14 @@ _PARAMS_DOC = """
     dtype : {"float32", "float64"}, default="float32"
         Precision of the network's parameters and arithmetic. Predictions are returned as
         float64 either way.
+    preprocess : {"auto", "table", "none"}, default="auto"
+        ``"auto"``: a DataFrame with text or category columns goes through deepfit's table
+        preprocessing (fitted in ``fit``: imputation with missing indicators, one-hot or
+        embedded categories, standardized numbers; columns matched by name at prediction);
+        numeric input is used as it is. ``"table"``: always; ``"none"``: never.
+    class_weight : "balanced", dict or None, default=None
+        Classifier only: weights of the classes in the loss (``"balanced"``: ``n / (K n_k)``
+        as scikit-learn computes it), multiplied into ``sample_weight``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -602,14 +719,16 @@ class DeepFitClassifier(ClassifierMixin, _DeepFitBase):
     _loss = "softmax_cross_entropy"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, validation_data=None):
+    def fit(self, X, y, validation_data=None, sample_weight=None):
         """Train for up to ``max_epochs`` epochs (from fresh weights unless ``warm_start``).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a DataFrame
         y : array-like of shape (n_samples,)
             Class labels (any sortable type).
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-example weights: the loss is ``sum w_i l_i / sum w_i``.
         validation_data : pair (X_val, y_val), optional
             Validation set for ``validation_scores_`` and early stopping; its labels must
             be among those of ``y``. In a Pipeline it reaches this step untransformed
@@ -621,17 +740,17 @@ class DeepFitClassifier(ClassifierMixin, _DeepFitBase):
         -------
         self
         """
-        return self._fit(X, y, validation_data)
+        return self._fit(X, y, validation_data, sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one epoch over ``(X, y)``, continuing from the current weights and the
         optimizer's state (moments, step count, schedule position).
 
         ``classes`` (every label that will ever appear) is required on the first call,
         as in scikit-learn's incremental estimators, and may be left out afterwards.
         """
-        return self._partial_fit(X, y, classes)
+        return self._partial_fit(X, y, classes, sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_``
@@ -710,8 +829,10 @@ class DeepFitRegressor(RegressorMixin, _DeepFitBase):
         """Fully connected network regressor (mean squared error, linear output), trained by
     deepfit. ``y`` may have several columns (one output unit each).
 
-    The targets are not scaled: for targets far from unit scale, standardize them too
-    (``sklearn.compose.TransformedTargetRegressor`` with a ``StandardScaler``).
+    The targets are standardized on the training data (``(y - mean) / std`` per column,
+    fitted in ``fit`` or the first ``partial_fit``) and predictions are returned in their
+    units, so targets in the thousands train as well as targets near 1; ``loss_curve_`` is
+    in standardized units.
 """
         + _PARAMS_DOC
         + _ATTRIBUTES_DOC.format(score="R^2")
@@ -729,13 +850,14 @@ class DeepFitRegressor(RegressorMixin, _DeepFitBase):
     _loss = "mse"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, validation_data=None):
+    def fit(self, X, y, validation_data=None, sample_weight=None):
         """Train for up to ``max_epochs`` epochs (from fresh weights unless ``warm_start``).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a DataFrame
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
         validation_data : pair (X_val, y_val), optional
             Validation set for ``validation_scores_`` and early stopping (in a Pipeline it
             reaches this step untransformed; see :meth:`DeepFitClassifier.fit`).
@@ -744,18 +866,18 @@ class DeepFitRegressor(RegressorMixin, _DeepFitBase):
         -------
         self
         """
-        return self._fit(X, y, validation_data)
+        return self._fit(X, y, validation_data, sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """Train one epoch over ``(X, y)``, continuing from the current weights and the
         optimizer's state (moments, step count, schedule position)."""
-        return self._partial_fit(X, y, None)
+        return self._partial_fit(X, y, None, sample_weight)
 
     def predict(self, X):
         """Predicted values, shape ``(n_samples,)`` or ``(n_samples, n_outputs)`` as ``y``
         had in ``fit``."""
-        out = self._outputs(X)
+        out = self._outputs(X) * self._y_std + self._y_mean
         return out.ravel() if self._y_1d else out
 
     # -- hooks -------------------------------------------------------------------------
@@ -776,11 +898,14 @@ class DeepFitRegressor(RegressorMixin, _DeepFitBase):
         if first:
             self._y_1d = y.ndim == 1
             self.n_outputs_ = y2.shape[1]
+            std = y2.std(axis=0)
+            self._y_mean = y2.mean(axis=0)
+            self._y_std = np.where(std > 0, std, 1.0)
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"y has {y2.shape[1]} columns but the model was fitted with {self.n_outputs_}"
             )
-        return y2.astype(np.dtype(self.dtype), copy=False)
+        return ((y2 - self._y_mean) / self._y_std).astype(np.dtype(self.dtype), copy=False)
 
     def _encode_validation_y(self, y, dtype) -> np.ndarray:
         y = np.asarray(y)
@@ -789,7 +914,7 @@ class DeepFitRegressor(RegressorMixin, _DeepFitBase):
             raise ValueError(
                 f"validation_data y has {y2.shape[1]} columns but y has {self.n_outputs_}"
             )
-        return y2.astype(dtype, copy=False)
+        return ((y2 - self._y_mean) / self._y_std).astype(dtype, copy=False)
 
     def _n_outputs(self) -> int:
         return self.n_outputs_
