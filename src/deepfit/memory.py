@@ -36,8 +36,9 @@ def layer_params(layer: dict[str, Any]) -> int:
     """Entries of the arrays (parameters and buffers) one layer config declares.
 
     ``Dense(n_in, n_out)`` holds ``n_in * n_out`` weights plus ``n_out`` biases;
-    ``BatchNorm(n)`` holds ``gamma``, ``beta`` and two running statistics, ``4 n``; a
-    ``Residual`` block what its ``layers`` hold. Layers without arrays hold none; a layer
+    ``BatchNorm(n)`` holds ``gamma``, ``beta`` and two running statistics, ``4 n``;
+    ``LayerNorm(n)`` ``2 n``; ``EmbedColumns`` one ``cardinality x dim`` table per code
+    column; a ``Residual`` block what its ``layers`` hold. Layers without arrays hold none; a layer
     type unknown here is bounded by the product of its integer sizes (a normalization's
     ``n``) times, for lists of sizes, the sum of their entrywise products (an embedding's
     ``cardinalities x dims``).
@@ -48,6 +49,14 @@ def layer_params(layer: dict[str, Any]) -> int:
         return n_in * n_out + (n_out if layer.get("bias", True) else 0)
     if kind == "BatchNorm":
         return 4 * _int(layer, "n")
+    if kind == "LayerNorm":
+        return 2 * _int(layer, "n_features")
+    if kind == "EmbedColumns":  # one cardinality x dim table per code column
+        cards, dims = layer.get("cardinalities"), layer.get("dims")
+        if isinstance(cards, list) and isinstance(dims, list) and len(cards) == len(dims):
+            sizes = [*cards, *dims]
+            if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes):
+                return sum(c * d for c, d in zip(cards, dims, strict=True))
     if kind == "Residual" and isinstance(layer.get("layers"), list):
         return sum(layer_params(inner) for inner in layer["layers"] if isinstance(inner, dict))
     sizes = [v for v in layer.values() if isinstance(v, int) and not isinstance(v, bool) and v > 1]

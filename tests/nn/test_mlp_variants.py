@@ -142,6 +142,15 @@ def test_config_state_and_model_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), bundle.predict(X))
 
 
+@pytest.mark.parametrize("norm", ["layernorm", "batchnorm"])
+def test_memory_estimate_counts_every_array_of_the_new_layers(norm):
+    from deepfit.memory import architecture_bytes
+
+    model = df.mlp(4, [8, 6], 2, residual=True, norm=norm, embed=EMBED, rng=0)
+    entries = sum(v.size for v in (*model.params.values(), *model.buffers.values()))
+    assert architecture_bytes(model.config(), "float32") == 2 * 4 * entries
+
+
 def test_astype_to_and_predict():
     X, _ = table(9)
     model = df.mlp(4, [6], 3, residual=True, norm="layernorm", embed=EMBED, rng=0)
