@@ -186,8 +186,11 @@ class EmbedColumns(Layer):
     only from rows that carry code 0, so when the training data has none it stays zero, and
     when it has some (e.g. a level rare enough to be folded into "unknown") it is trained like
     any other row. The other rows are drawn from ``N(0, 1/dims[k])`` (see the module
-    docstring). The tables are weight matrices: L2/L1 penalties and decoupled weight decay act
-    on them (shrinking a rare category towards the "unknown" vector).
+    docstring). The tables are weight matrices (``decay_keys``): the L2/L1 penalties act on
+    them, shrinking a rare category towards the "unknown" vector. Decoupled weight decay's
+    default filter (:func:`deepfit.optim.optimizers.decays_weight_matrices`, names ending in
+    ``W``) leaves them alone, as the tabular recipes that exclude embeddings from weight decay
+    do; pass a ``decay_filter`` to change that.
 
     Codes that are not whole numbers, or outside ``0..cardinalities[k]-1``, are refused with
     a :class:`~deepfit.errors.DataError` naming the column and the value.
