@@ -217,7 +217,9 @@ DATA_SOURCES = (
     "fashion_mnist", "csv", "parquet", "npz", "images",
 )  # fmt: skip
 
-SCHEDULE_KINDS = ("constant", "inverse_time", "exponential", "inverse_sqrt", "step", "cosine")
+SCHEDULE_KINDS = (
+    "constant", "inverse_time", "exponential", "inverse_sqrt", "step", "cosine", "sgdr",
+)  # fmt: skip
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "data": {
@@ -297,14 +299,27 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "seed": key(0, number(0, integer=True)),
         "device": key("cpu", choice("cpu", "gpu")),
         "dtype": key("float32", choice("float32", "float64")),
+        "clip_norm": key(
+            0.0, number(0), "clip the gradient to this global L2 norm before each step (0: off)"
+        ),
+        "label_smoothing": key(
+            0.0,
+            number(0, 1, hi_open=True),
+            "classification targets (1 - eps) onehot + eps / K (sigmoid: y (1 - eps) + eps / 2)",
+        ),
         "schedule": {
             "kind": key("constant", choice(*SCHEDULE_KINDS), "learning-rate schedule"),
             "rate": key(1.0, number(0), "inverse_time / inverse_sqrt decay rate"),
+            "interval": key(
+                1, number(1, integer=True), "inverse_time: epochs per staircase step (1: smooth)"
+            ),
             "k": key(0.95, number(0, 1, lo_open=True), "exponential decay base"),
             "every": key(10, number(1, integer=True), "step: epochs per drop"),
             "factor": key(0.5, number(0, 1, lo_open=True), "step: multiplier per drop"),
             "total": key(0, number(0, integer=True), "cosine: epochs to anneal (0: epochs)"),
-            "lr_min": key(0.0, number(0), "cosine: final learning rate"),
+            "period": key(10, number(1, integer=True), "sgdr: epochs of the first cycle (T_0)"),
+            "mult": key(1, number(1, integer=True), "sgdr: growth of each cycle (T_mult)"),
+            "lr_min": key(0.0, number(0), "cosine / sgdr: lowest learning rate"),
             "warmup": key(0, number(0, integer=True), "linear warm-up epochs"),
         },
         "early_stopping": {
@@ -315,6 +330,49 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "criterion": key("patience", choice("patience", "GL", "PQ", "UP")),
             "alpha": key(0.0, number(0), "threshold of GL / PQ / UP (0: Prechelt's default)"),
             "restore_best": key(True, boolean()),
+            "start_from_epoch": key(
+                0, number(0, integer=True), "epochs ignored before monitoring starts (Keras)"
+            ),
+            "baseline": key(
+                0.0, number(), "stop unless the monitor beats this within patience (0: none)"
+            ),
+        },
+        "plateau": {
+            "enabled": key(False, boolean(), "ReduceLROnPlateau (PyTorch's semantics)"),
+            "monitor": key("dev_loss", choice("dev_loss", "dev_accuracy", "train_loss")),
+            "factor": key(
+                0.1, number(0, 1, lo_open=True, hi_open=True), "multiplier of each reduction"
+            ),
+            "patience": key(
+                5, number(0, integer=True), "bad epochs before a reduction (< early stopping's)"
+            ),
+            "threshold": key(1e-4, number(0), "least change that counts as better"),
+            "threshold_mode": key("rel", choice("rel", "abs")),
+            "cooldown": key(0, number(0, integer=True), "epochs after a reduction not counted"),
+            "min_lr": key(0.0, number(0), "the rate is never reduced below this"),
+        },
+        "averaging": {
+            "kind": key(
+                "none",
+                choice("none", "swa", "ema"),
+                "weight averaging: SWA (mean of epoch ends) or EMA (every step)",
+            ),
+            "start": key(0, number(0, integer=True), "epochs trained before averaging starts"),
+            "decay": key(0.999, number(0, 1, hi_open=True), "ema: decay per step"),
+        },
+        "lookahead": {
+            "enabled": key(False, boolean(), "Lookahead around the optimizer (Zhang et al.)"),
+            "k": key(5, number(1, integer=True), "fast steps per synchronization"),
+            "alpha": key(0.5, number(0, 1, lo_open=True), "slow weights' step toward the fast"),
+        },
+        "mixup": {
+            "kind": key("none", choice("none", "mixup", "cutmix"), "mix training batches"),
+            "alpha": key(0.2, number(0, lo_open=True), "lambda ~ Beta(alpha, alpha)"),
+            "prob": key(1.0, number(0, 1), "share of batches mixed"),
+        },
+        "snapshots": {
+            "enabled": key(False, boolean(), "snapshot ensemble at each sgdr cycle end"),
+            "keep": key(0, number(0, integer=True), "keep the last N snapshots (0: all)"),
         },
     },
     "diagnose": {
@@ -500,6 +558,35 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key 'model.keep_prob' has {len(kp)} values for {len(hidden)} hidden layers "
             f"(model.hidden = {hidden})"
+        )
+    _check_techniques(config.get("train", {}), model)
+
+
+def _check_techniques(train: dict[str, Any], model: dict[str, Any]) -> None:
+    """The training techniques' cross-key rules, checked before anything is trained."""
+    if train.get("label_smoothing") and model.get("loss") == "mse":
+        raise ConfigError(
+            "config key 'train.label_smoothing' applies to classification, not to "
+            "model.loss = 'mse'"
+        )
+    if train.get("snapshots", {}).get("enabled") and train.get("schedule", {}).get("kind") != (
+        "sgdr"
+    ):
+        raise ConfigError(
+            "config key 'train.snapshots.enabled' needs train.schedule.kind = 'sgdr' (snapshots "
+            "are taken at the end of each warm-restart cycle)"
+        )
+    plateau, es = train.get("plateau", {}), train.get("early_stopping", {})
+    if (
+        plateau.get("enabled")
+        and es.get("enabled")
+        and es.get("criterion") == "patience"
+        and es.get("patience", 0) <= plateau.get("patience", 0)
+    ):
+        raise ConfigError(
+            f"config key 'train.plateau.patience' = {plateau.get('patience')} must be below "
+            f"'train.early_stopping.patience' = {es.get('patience')}, or early stopping ends the "
+            f"run before the learning rate is reduced"
         )
 
 

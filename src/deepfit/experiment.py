@@ -21,10 +21,13 @@ import numpy as np
 from deepfit import data as datasets
 from deepfit import metrics
 from deepfit.build import (
+    build_callbacks,
     build_early_stopping,
+    build_loss,
     build_model,
     build_optimizer,
     build_schedule,
+    build_trainer_options,
     loss_name,
     streams,
 )
@@ -321,15 +324,16 @@ def _run(
     cbs.append(Progress(enabled=progress))
     trainer = Trainer(
         model,
-        loss=loss,
+        loss=build_loss(config, loss),
         optimizer=optimizer,
         batch_size=config["train"]["batch_size"],
         l2=config["model"]["l2"],
         l1=config["model"]["l1"],
         schedule=schedule,
-        callbacks=cbs,
+        callbacks=cbs + build_callbacks(config, has_dev=has_dev),
         seed=streams(config["train"]["seed"])["train"],
         augment=data.augment,
+        **build_trainer_options(config),
     )
     history = trainer.fit(
         Xtr,
