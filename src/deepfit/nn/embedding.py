@@ -183,11 +183,11 @@ class EmbedColumns(Layer):
     Code ``0`` is reserved for "unknown": a category not seen in training (what
     :class:`deepfit.data.preprocess.TablePreprocessor` writes for it). Its row of every table
     starts at zero, so an unseen category contributes nothing at first; it receives gradient
-    only from rows that carry code 0, so when the training data has none it stays zero, and
-    when it has some (e.g. a level rare enough to be folded into "unknown") it is trained like
-    any other row. The other rows are drawn from ``N(0, 1/dims[k])`` (see the module
-    docstring). The tables are weight matrices (``decay_keys``): the L2/L1 penalties act on
-    them, shrinking a rare category towards the "unknown" vector. Decoupled weight decay's
+    only from rows that carry code 0, so when the training data has none it stays zero (and an
+    unseen category at prediction falls back on the other columns), and when it has some it is
+    trained like any other row. The other rows are drawn from ``N(0, 1/dims[k])`` (see the
+    module docstring). The tables are weight matrices (``decay_keys``): the L2/L1 penalties act
+    on them, shrinking a rare category towards the "unknown" vector. Decoupled weight decay's
     default filter (:func:`deepfit.optim.optimizers.decays_weight_matrices`, names ending in
     ``W``) leaves them alone, as the tabular recipes that exclude embeddings from weight decay
     do; pass a ``decay_filter`` to change that.
