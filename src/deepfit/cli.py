@@ -6,6 +6,7 @@ traceback); commands that report accept ``--json`` for scripts.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,19 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config key: --set train.lr=0.01 (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
+MlflowOpt = Annotated[
+    bool, typer.Option("--mlflow", help="Log to MLflow (MLFLOW_TRACKING_URI or its default).")
+]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri", help="MLflow store (implies --mlflow): sqlite:///mlflow.db, http://..."
+    ),
+]
+ExperimentNameOpt = Annotated[
+    str | None,
+    typer.Option("--experiment-name", help="MLflow experiment (default: deepfit)."),
+]
 
 
 @app.callback()
@@ -128,6 +142,9 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a previous run in the run directory.")
     ] = False,
+    mlflow: MlflowOpt = False,
+    tracking_uri: TrackingUriOpt = None,
+    experiment_name: ExperimentNameOpt = None,
 ) -> None:
     """Train the model of CONFIG (or of a table: --data FILE --target COL) and write a run
     directory.
@@ -164,7 +181,13 @@ def train(
     stem = config.stem if config is not None else data.name.split(".")[0]
     out = out if out is not None else Path("runs") / stem
     try:
-        summary = experiment.run(
+        run = experiment.run
+        if mlflow or tracking_uri or experiment_name:
+            from deepfit import tracking
+
+            track = {"tracking_uri": tracking_uri, "experiment_name": experiment_name}
+            run = functools.partial(tracking.run, **track)
+        summary = run(
             resolved,
             out,
             resume=resume,

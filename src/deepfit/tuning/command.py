@@ -3,6 +3,7 @@ imported only when a study runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,15 @@ def tune(
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial table.")] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Log the study and each trial (nested) to MLflow.")
+    ] = False,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow store (implies --mlflow): sqlite:///mlflow.db, ...")
+    ] = None,
+    experiment_name: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: deepfit).")
+    ] = None,
 ) -> None:
     """Search hyperparameters of CONFIG's [tune.space] in a resumable Optuna study.
 
@@ -79,7 +89,13 @@ def tune(
         return
     out = out if out is not None else Path("runs") / f"tune-{config.stem}"
     echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line, err=False))
-    summary = _study.tune(
+    run = _study.tune
+    if mlflow or tracking_uri or experiment_name:
+        from deepfit import tracking
+
+        track = {"tracking_uri": tracking_uri, "experiment_name": experiment_name}
+        run = functools.partial(tracking.tune, **track)
+    summary = run(
         resolved,
         out,
         trials=trials,

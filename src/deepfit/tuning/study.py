@@ -50,7 +50,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,7 @@ class Tuner:
         objective: str = DEFAULT_OBJECTIVE,
         echo: Callable[[str], None] | None = None,
         plots: bool = True,
+        callbacks: Sequence[Callable[[Any, Any], None]] = (),
         new_study: bool = False,
         heartbeat_interval: int = HEARTBEAT_S,
         grace_period: int = GRACE_S,
@@ -267,6 +268,7 @@ class Tuner:
         self.objective = objective
         self.echo = echo or (lambda line: None)
         self.plots = plots
+        self.callbacks = list(callbacks)  # Optuna's callback(study, trial), as trials end
         self.new_study = new_study
         self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
@@ -586,6 +588,8 @@ class Tuner:
             f"{'*' if best_changed else ' '} epochs {epochs!s:<3} "
             f"{'' if seconds is None else f'{seconds:5.1f}s'}  {format_point(point)}{extra}"
         )
+        for callback in self.callbacks:
+            callback(self.study, t)
 
     def _write_best(self, t) -> None:
         point = _space.from_optuna(self.space, t.params)
@@ -818,6 +822,7 @@ def tune(
     objective: str = DEFAULT_OBJECTIVE,
     echo: Callable[[str], None] | None = None,
     plots: bool = True,
+    callbacks: Sequence[Callable[[Any, Any], None]] = (),
 ) -> dict[str, Any]:
     """Run (or resume) the search of ``config["tune"]``; returns a summary (best trial,
     counts, files written). See :class:`Tuner`."""
@@ -836,6 +841,7 @@ def tune(
         objective=objective,
         echo=echo,
         plots=plots,
+        callbacks=callbacks,
     ).run()
 
 
