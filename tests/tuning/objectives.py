@@ -24,14 +24,15 @@ def bowl(payload, report):
 
 
 def sleepy(payload, report):
-    """The bowl, slowly (0.25 s per epoch), recording the worker's pid beside the study."""
+    """The bowl, slowly (0.25 s per epoch, or ``DEEPFIT_TEST_EPOCH_S``), recording the
+    worker's pid beside the study."""
     pids = Path(os.environ["DEEPFIT_TEST_PIDS"])
     pids.mkdir(parents=True, exist_ok=True)
     (pids / str(os.getpid())).touch()
     start = time.time()
     value = bowl_value(payload["config"])
     for epoch in range(1, 4):
-        time.sleep(0.25)
+        time.sleep(float(os.environ.get("DEEPFIT_TEST_EPOCH_S", "0.25")))
         report(epoch, value + 1.0 / epoch)
     (pids / f"trial-{payload['number']}").write_text(f"{start} {time.time()}")
     return {"state": "complete", "value": value, "epochs": 3}

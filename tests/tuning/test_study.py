@@ -104,7 +104,7 @@ def test_resume_with_more_trials_keeps_the_finished_ones(tmp_path):
 def test_resuming_with_another_space_is_refused(tmp_path):
     run(tmp_path, "[tune]\ntrials = 2\n" + SPACE)
     other = SPACE.replace("1e-5", "1e-4")
-    with pytest.raises(DeepfitError, match="different space"):
+    with pytest.raises(DeepfitError, match="different tune.space"):
         run(tmp_path, "[tune]\ntrials = 3\n" + other)
 
 
@@ -244,31 +244,84 @@ def test_cli_train_accepts_and_ignores_a_tune_table(tmp_path):
     assert main(["tune", str(cfg), "--strategy", "annealing", "--dry-run", "1"]) == 2
 
 
-def test_shared_storage_fails_only_stale_trials_by_heartbeat(tmp_path, monkeypatch):
-    import time
-
+def _ghost(tmp_path, slot: int):
+    """A RUNNING trial of a driver on another machine, as that driver leaves it."""
     import optuna
 
     from deepfit.tuning import space as S
 
-    run(tmp_path, "[tune]\ntrials = 2\n" + SPACE)
     storage = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
     study = optuna.load_study(study_name="deepfit", storage=storage)
     config = C.load(write(tmp_path, "[tune]\n" + SPACE))
-    dists = S.optuna_distributions(S.parse(config))
-    ghost = study.ask(dists)  # a trial of a driver that died on another machine
-    for key, value in {
-        "slot": 2,
-        "round": 0,
-        "attempt": 1,
-        "heartbeat": time.time() - 3600,
-    }.items():
+    ghost = study.ask(S.optuna_distributions(S.parse(config)))
+    for key, value in {"slot": slot, "round": 0, "attempt": 1, "driver": "elsewhere:1"}.items():
         ghost.set_user_attr(key, value)
-    # as with PostgreSQL: only trials whose heartbeat is older than STALE_S are failed
+    return study, ghost
+
+
+def test_shared_storage_retries_a_dead_drivers_trial_after_the_grace_period(tmp_path, monkeypatch):
+    """As with PostgreSQL (several drivers): Optuna's heartbeat on the database's clock. The
+    dead driver's trial has no heartbeat; the live driver stamps one, and once it is older
+    than the grace period Optuna fails it and the retry callback enqueues the same values."""
+    import optuna
+
+    run(tmp_path, "[tune]\ntrials = 2\n" + SPACE)
+    _, ghost = _ghost(tmp_path, slot=2)
     monkeypatch.setattr(T, "_is_sqlite", lambda url: False)
-    summary, lines = run(tmp_path, "[tune]\ntrials = 3\n" + SPACE)
+    summary, lines = run(
+        tmp_path, "[tune]\ntrials = 3\n" + SPACE, heartbeat_interval=1, grace_period=1
+    )
     assert summary["counted"] == 3 and summary["interrupted"] == 1
     assert any(f"trial {ghost.number}: interrupted" in line for line in lines)
-    retry = [t for t in optuna.load_study(study_name="deepfit", storage=storage).trials
-             if t.user_attrs.get("retry_of") == ghost.number]  # fmt: skip
+    trials = optuna.load_study(
+        study_name="deepfit", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    ).trials
+    failed = trials[ghost.number]
+    assert failed.state == optuna.trial.TrialState.FAIL and not T.counted(failed)
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == ghost.number]
     assert len(retry) == 1 and retry[0].params == ghost.params
+    assert retry[0].user_attrs["attempt"] == 2 and retry[0].user_attrs["slot"] == 2
+    assert retry[0].state == optuna.trial.TrialState.COMPLETE
+    assert retry[0].system_attrs["failed_trial"] == ghost.number  # Optuna's own record
+    with open(tmp_path / "out" / "trials.csv", newline="") as f:
+        states = [r["state"] for r in csv.DictReader(f)]
+    assert states.count("interrupted") == 1 and states.count("complete") == 3
+
+
+def test_a_driver_with_a_wrong_clock_does_not_interrupt_a_live_trial(tmp_path, monkeypatch):
+    """The driver's clock is an hour ahead; another driver's trial is alive (beating) and ends
+    after a few seconds. It is never failed: staleness is judged by the database's clock."""
+    import threading
+    import time
+
+    import optuna
+
+    run(tmp_path, "[tune]\ntrials = 2\n" + SPACE)
+    study, ghost = _ghost(tmp_path, slot=2)
+    storage = study._storage
+    trial_id = ghost._trial_id
+
+    def live_driver() -> None:  # beats every 0.3 s for 3 s, then completes its trial
+        for _ in range(10):
+            storage.record_heartbeat(trial_id)
+            time.sleep(0.3)
+        study.tell(ghost, 1.5)
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    monkeypatch.setattr(T, "_is_sqlite", lambda url: False)
+    other = threading.Thread(target=live_driver)
+    other.start()
+    try:
+        summary, lines = run(
+            tmp_path, "[tune]\ntrials = 3\n" + SPACE, heartbeat_interval=1, grace_period=2
+        )
+    finally:
+        other.join()
+    assert summary["counted"] == 3 and summary["interrupted"] == 0
+    assert not any("interrupted" in line for line in lines)
+    trials = optuna.load_study(
+        study_name="deepfit", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    ).trials
+    assert trials[ghost.number].state == optuna.trial.TrialState.COMPLETE
+    assert not [t for t in trials if t.user_attrs.get("retry_of") == ghost.number]

@@ -56,6 +56,28 @@ def tune(
         list[str] | None,
         typer.Option("--set", "-s", help="Override a config key: --set tune.trials=40."),
     ] = None,
+    new_study: Annotated[
+        bool,
+        typer.Option(
+            "--new-study",
+            help="Discard the study of this name (its trials, trials.csv, best.toml) and start "
+            "again; without it a study started with another config is refused.",
+        ),
+    ] = False,
+    heartbeat_interval: Annotated[
+        int,
+        typer.Option(
+            help="Shared --storage: seconds between heartbeats of each running trial.", min=1
+        ),
+    ] = 30,
+    grace_period: Annotated[
+        int,
+        typer.Option(
+            help="Shared --storage: a trial whose driver has not beaten for this many seconds "
+            "(by the database server's clock) is retried.",
+            min=1,
+        ),
+    ] = 120,
     json_: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial table.")] = False,
     mlflow: Annotated[
@@ -72,7 +94,7 @@ def tune(
 
     Each trial is one training run (early stopping as configured) scored on the dev set;
     the output directory holds study.db, trials.csv, best.toml and plots. Run the same command
-    again to resume after a crash.
+    again to resume after a crash; a changed config is refused unless --new-study is given.
     """
     from deepfit import config as configuration
     from deepfit.tuning import study as _study
@@ -107,6 +129,9 @@ def tune(
         storage=storage,
         study=study or config.stem,
         echo=echo,
+        new_study=new_study,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
     )
     if json_:
         typer.echo(json.dumps(summary, indent=2))

@@ -109,6 +109,18 @@ class Settings:
         return cls(**checked)
 
 
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key (old -> new)`` for each base-config key whose value changed. A key the old study
+    does not know (added to deepfit since) counts only when it is not at its default."""
+    defaults = dict(C.flatten(C.defaults()))
+    changed = []
+    for k, v in new.items():
+        before = old.get(k, defaults.get(k, v)) if k not in old else old[k]
+        if before != v:
+            changed.append(f"{k} ({json.dumps(before)} -> {json.dumps(v)})")
+    return changed
+
+
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / DB_FILE).resolve()}"
 
@@ -170,7 +182,8 @@ class _Retry:
 
     KEEP = ("slot", "round", "lost")
 
-    def __init__(self) -> None:
+    def __init__(self, echo: Callable[[str], None] = lambda line: None) -> None:
+        self.echo = echo
         import optuna
 
         cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
@@ -187,6 +200,8 @@ class _Retry:
         attrs["attempt"] = int(trial.user_attrs.get("attempt", 1)) + 1
         attrs["retry_of"] = trial.number
         retry.user_attrs = attrs
+        if "interrupted" not in trial.user_attrs:  # failed by Optuna's heartbeat check
+            self.echo(f"trial {trial.number}: interrupted (its driver stopped); retrying")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.optuna(study, retry)
@@ -274,7 +289,7 @@ class Tuner:
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
         self._trial_ids: dict[int, int] = {}  # trial number -> storage id, of self.running
         self._beats: _Heartbeat | None = None
-        self._retry = _Retry()
+        self._retry = _Retry(self.echo)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self._best: float | None = None
         self._shown_round = -1
@@ -358,7 +373,9 @@ class Tuner:
             study.set_user_attr("deepfit", {**existing, "base": identity["base"]})
             existing = {**existing, "base": identity["base"]}
         if existing is not None and existing != identity:
-            differs = [f"[tune] {k}" for k in identity if k != "base" and existing[k] != identity[k]]
+            differs = [
+                f"tune.{k}" for k in identity if k != "base" and existing.get(k) != identity[k]
+            ]
             differs += _changed_keys(existing["base"], identity["base"])
             n = len(study.trials)
             raise DeepfitError(
@@ -402,12 +419,15 @@ class Tuner:
         except Exception:  # finished meanwhile (another driver): leave it
             return
         self.echo(f"trial {t.number}: interrupted ({reason}); {'retrying' if retry else 'gave up'}")
-        self._requeue()
+        if retry:
+            self._retry(self.study, self.storage.get_trial(tid))
 
     def _requeue(self) -> None:
         """Enqueue a retry for every slot whose latest trial was interrupted and that has no
         counted, running or waiting trial. Idempotent, so a driver killed between marking a
-        trial and enqueuing its retry loses nothing."""
+        trial and enqueuing its retry loses nothing. Only where this driver is the only one
+        (SQLite, locked): with several, each stale trial is retried once by the driver whose
+        ``fail_stale_trials`` failed it."""
         S = _trial_state()
         latest: dict[int, Any] = {}
         alive: set[int] = set()
@@ -420,34 +440,54 @@ class Tuner:
             elif slot not in latest or t.number > latest[slot].number:
                 latest[slot] = t
         for slot, t in sorted(latest.items()):
-            if slot in alive or not t.user_attrs.get("interrupted"):
-                continue
-            attrs = {k: t.user_attrs[k] for k in ("slot", "round", "lost") if k in t.user_attrs}
-            attempt = int(t.user_attrs.get("attempt", 1))
-            self.study.enqueue_trial(
-                dict(t.params), user_attrs={**attrs, "attempt": attempt + 1, "retry_of": t.number}
-            )
+            if slot not in alive and interrupted(t):
+                self._retry(self.study, t)
 
     def _recover(self, *, all_running: bool) -> None:
-        S = _trial_state()
-        now = time.time()
-        for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-            if t.number in self.running:
-                continue
-            beat = t.user_attrs.get("heartbeat")
-            if beat is None and t.datetime_start is not None:
-                beat = t.datetime_start.timestamp()
-            if all_running or beat is None or now - beat > STALE_S:
-                self._interrupt(t, "the study stopped while it ran")
-        self._requeue()
+        """Find the interrupted trials of earlier or other drivers and retry them.
 
-    def _beat(self, number: int | None = None) -> None:
-        now = time.monotonic()
-        for n, trial in self.running.items():
-            if (number is None or n == number) and now - self._heartbeat.get(n, 0) > HEARTBEAT_S:
-                self._heartbeat[n] = now
+        ``all_running`` (SQLite, one driver): every RUNNING trial not ours was left by a
+        driver that stopped. Otherwise Optuna's ``fail_stale_trials`` fails the RUNNING trials
+        whose heartbeat is older than the grace period by the server's clock, and its
+        callback retries them; a RUNNING trial with no heartbeat at all (its driver died
+        between asking for it and its first beat) gets one now, so that it goes stale after a
+        grace period too if nobody beats it.
+        """
+        import optuna
+
+        S = _trial_state()
+        if all_running:
+            for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+                if t.number not in self.running:
+                    self._interrupt(t, "the study stopped while it ran")
+            self._requeue()
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental
+            optuna.storages.fail_stale_trials(self.study)
+        others = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,))
+            if t.number not in self.running
+        ]
+        if others:
+            ids = [
+                self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+                for t in others
+            ]
+            for trial_id in self._without_heartbeat(ids):
                 with contextlib.suppress(Exception):
-                    trial.set_user_attr("heartbeat", time.time())
+                    self.storage.record_heartbeat(trial_id)
+
+    def _without_heartbeat(self, trial_ids: list[int]) -> list[int]:
+        """The ones of ``trial_ids`` that have no row in Optuna's ``trial_heartbeats``."""
+        from sqlalchemy import bindparam, text
+
+        query = text("SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids")
+        query = query.bindparams(bindparam("ids", expanding=True))
+        with self.storage.engine.connect() as connection:
+            beating = {row[0] for row in connection.execute(query, {"ids": trial_ids})}
+        return [i for i in trial_ids if i not in beating]
 
     # -- trials -----------------------------------------------------------------------------
     def _finished(self, trials) -> list[_strategies.Finished]:
@@ -486,11 +526,16 @@ class Tuner:
                     _space.to_optuna(self.space, proposal.point),
                     user_attrs={"slot": slot, "round": proposal.round, "attempt": 1},
                 )
-        trial = self.study.ask(self.distributions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "heartbeat ... supposed to be used with optimize"
+            trial = self.study.ask(self.distributions)
+        if self._duplicate(trial.number):
+            return "started"
         point = _space.from_optuna(self.space, trial.params)
         try:
             config = self.space.apply(self.config, point)
         except C.ConfigError as exc:
+            trial.set_user_attr("driver", self.driver)
             trial.set_user_attr("error", str(exc))
             self.study.tell(trial, state=S.FAIL)
             self._after(trial.number)
@@ -501,11 +546,39 @@ class Tuner:
             "metric": self.settings.metric,
             "objective": self.objective,
         }
-        trial.set_user_attr("heartbeat", time.time())
+        trial.set_user_attr("driver", self.driver)
         self.running[trial.number] = trial
-        self._heartbeat[trial.number] = time.monotonic()
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        self._trial_ids[trial.number] = trial_id
+        if self._beats is not None:
+            self._beats.add(trial_id)
         self.executor.submit(trial.number, payload)
         return "started"
+
+    def _duplicate(self, number: int) -> bool:
+        """With several drivers, two may enqueue the same new slot at once: of its first
+        attempts the lowest trial number runs; a later one is failed (not counted, not
+        retried) as soon as it is asked for, and the driver proposes again."""
+        if _is_sqlite(self.storage_url):
+            return False
+        trials = self.study.get_trials(deepcopy=False)
+        mine = trials[number]
+        slot = mine.user_attrs.get("slot")
+        if slot is None or int(mine.user_attrs.get("attempt", 1)) != 1:
+            return False
+        first = min(
+            t.number
+            for t in trials
+            if t.user_attrs.get("slot") == slot and int(t.user_attrs.get("attempt", 1)) == 1
+        )
+        if first == number:
+            return False
+        tid = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.storage.set_trial_user_attr(tid, "interrupted", True)
+        self.storage.set_trial_user_attr(tid, "duplicate_of", first)
+        self.storage.set_trial_user_attr(tid, "error", f"slot {slot} is trial {first}'s")
+        self.storage.set_trial_state_values(tid, _trial_state().FAIL)
+        return True
 
     def _show_round(self, round_: int, trials) -> None:
         if self.settings.strategy != "coarse-to-fine" or round_ <= self._shown_round:
@@ -529,14 +602,15 @@ class Tuner:
         trial = self.running.get(number)
         if trial is None or not math.isfinite(value):
             return False
-        self._beat(number)
         trial.report(value, epoch)
         return bool(self.settings.pruning and trial.should_prune())
 
     def _finish(self, number: int, result: Mapping[str, Any]) -> None:
         S = _trial_state()
         trial = self.running.pop(number, None)
-        self._heartbeat.pop(number, None)
+        trial_id = self._trial_ids.pop(number, None)
+        if self._beats is not None and trial_id is not None:
+            self._beats.remove(trial_id)
         if trial is None:
             return
         state = result.get("state")
@@ -613,6 +687,8 @@ class Tuner:
                 if db and db != ":memory:" and Path(db).resolve().parent != self.out.resolve():
                     locks.append(_Lock(Path(db + ".lock"), f"study database {db}"))
             self._open()
+            if not sqlite:
+                self._beats = _Heartbeat(self.storage, self.heartbeat_interval)
             self._recover(all_running=sqlite)
             trials = self.study.get_trials(deepcopy=False)
             done = sum(counted(t) for t in trials)
@@ -647,6 +723,9 @@ class Tuner:
                 self.executor.close()
             return self._wrap_up()
         finally:
+            if self._beats is not None:
+                self._beats.stop()
+                self._beats = None
             for lock in locks:
                 lock.release()
 
@@ -688,15 +767,11 @@ class Tuner:
                         raise DeepfitError("internal: a coarse-to-fine round cannot start")
                     continue
                 # trials of other drivers are running: wait for them (or for them to go stale)
-                time.sleep(1.0)
-                if not sqlite and time.monotonic() - last_recover > HEARTBEAT_S:
-                    last_recover = time.monotonic()
-                    self._recover(all_running=False)
-                continue
-            for number, result in self.executor.poll(timeout=1.0):
-                self._finish(number, result)
-            self._beat()
-            if not sqlite and time.monotonic() - last_recover > 2 * HEARTBEAT_S:
+                time.sleep(min(1.0, self.heartbeat_interval))
+            else:
+                for number, result in self.executor.poll(timeout=1.0):
+                    self._finish(number, result)
+            if not sqlite and time.monotonic() - last_recover >= self.heartbeat_interval:
                 last_recover = time.monotonic()
                 self._recover(all_running=False)
 
@@ -705,9 +780,7 @@ class Tuner:
         trials = self.study.get_trials(deepcopy=False)
         write_trials_csv(self.out / TRIALS_FILE, trials, self.space, self.settings.metric)
         states = {st: sum(t.state == st for t in trials) for st in (S.COMPLETE, S.PRUNED, S.FAIL)}
-        interrupted = sum(
-            t.state == S.FAIL and bool(t.user_attrs.get("interrupted")) for t in trials
-        )
+        n_interrupted = sum(interrupted(t) for t in trials)
         files = [TRIALS_FILE]
         summary: dict[str, Any] = {
             "study": self.study_name,
@@ -718,8 +791,8 @@ class Tuner:
             "counted": sum(counted(t) for t in trials),
             "complete": states[S.COMPLETE],
             "pruned": states[S.PRUNED],
-            "failed": states[S.FAIL] - interrupted,
-            "interrupted": interrupted,
+            "failed": states[S.FAIL] - n_interrupted,
+            "interrupted": n_interrupted,
             "best": None,
         }
         completed = [t for t in trials if t.state == S.COMPLETE and t.value is not None]
@@ -747,7 +820,7 @@ def state_name(t) -> str:
     """complete, pruned, failed, interrupted (failed, retried), running or waiting."""
     name = t.state.name.lower()
     if name == "fail":
-        return "interrupted" if t.user_attrs.get("interrupted") else "failed"
+        return "interrupted" if interrupted(t) else "failed"
     return name
 
 
@@ -823,9 +896,18 @@ def tune(
     echo: Callable[[str], None] | None = None,
     plots: bool = True,
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
+    new_study: bool = False,
+    heartbeat_interval: int = HEARTBEAT_S,
+    grace_period: int = GRACE_S,
 ) -> dict[str, Any]:
     """Run (or resume) the search of ``config["tune"]``; returns a summary (best trial,
-    counts, files written). See :class:`Tuner`."""
+    counts, files written). See :class:`Tuner`.
+
+    ``new_study`` discards a study of the same name (its trials, ``trials.csv`` and
+    ``best.toml``) and starts again; without it a study started with other settings or another
+    base config is refused, naming what changed. ``heartbeat_interval`` and ``grace_period``
+    (seconds; Optuna's ``RDBStorage`` arguments) apply to a shared database: a trial whose
+    driver has not beaten for ``grace_period`` seconds, by the server's clock, is retried."""
     settings = Settings.from_config(config, trials=trials, strategy=strategy, pruning=pruning)
     if workers is not None and workers < 1:
         raise DeepfitError(f"--workers must be at least 1, got {workers}")
@@ -842,6 +924,9 @@ def tune(
         echo=echo,
         plots=plots,
         callbacks=callbacks,
+        new_study=new_study,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
     ).run()
 
 
