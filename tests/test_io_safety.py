@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -233,8 +234,16 @@ def test_initial_weights_are_drawn_in_chunks_with_the_same_numbers():
     b = (rng_b.standard_normal((1500, 1000)) * 0.5).astype(np.float32)
     assert a.dtype == np.float32 and np.array_equal(a, b)
     for init in ("he", "xavier", "glorot_uniform"):
-        w = df.nn.Dense(1200, 900, init, rng=5).params["W"]
-        assert w.dtype == np.float32 and w.shape == (1200, 900)
+        tracemalloc.start()
+        try:
+            layer = df.nn.Dense(2000, 1500, init, rng=5)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        w = layer.params["W"]
+        assert w.dtype == np.float32 and w.shape == (2000, 1500)
+        # W and its gradient (2 x 12 MB) plus one 8 MB chunk: no 24 MB float64 copy of W
+        assert peak < 2 * w.nbytes + (10 << 20), (init, peak)
 
 
 def test_the_size_helpers():

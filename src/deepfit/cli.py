@@ -639,6 +639,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 40,
     json_: JsonOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous demo run of other epochs.")
+    ] = False,
 ) -> None:
     """Train on the bundled digits in seconds: progress, summary, diagnosis, plots."""
     from deepfit import experiment
@@ -646,7 +649,7 @@ def demo(
     resolved = configuration.validate(
         {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], "epochs": epochs}}
     )
-    summary = experiment.run(resolved, out, progress=None)
+    summary = experiment.run(resolved, out, progress=None, overwrite=overwrite)
     if json_:
         _echo_json(experiment.public_summary(summary))
         return
