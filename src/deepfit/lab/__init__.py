@@ -18,15 +18,24 @@ from pathlib import Path
 from deepfit.errors import DeepfitError
 from deepfit.lab._common import LabResult, markdown, write
 
-#: name -> module, in the order the docs present them
+#: name -> module, in the order of the notes' sections (docs/notes.md maps each section)
 EXPERIMENTS: dict[str, str] = {
-    "init": "deepfit.lab.initialization",
-    "optimizers": "deepfit.lab.optimizers",
-    "regularization": "deepfit.lab.regularization",
-    "batchnorm": "deepfit.lab.batchnorm",
-    "search": "deepfit.lab.search",
-    "ewa": "deepfit.lab.ewa",
-    "gradcheck": "deepfit.lab.gradcheck",
+    "bias_variance": "deepfit.lab.bias_variance",  # 2.1.2-3
+    "sparsity": "deepfit.lab.sparsity",  # 2.1.4
+    "tanh_linear": "deepfit.lab.tanh_linear",  # 2.1.5
+    "regularization": "deepfit.lab.regularization",  # 2.1.4, 2.1.6
+    "dropout_layers": "deepfit.lab.dropout_layers",  # 2.1.7
+    "augmentation": "deepfit.lab.augmentation",  # 2.1.8
+    "normalization": "deepfit.lab.normalization",  # 2.1.9
+    "init": "deepfit.lab.initialization",  # 2.1.10-11
+    "gradcheck": "deepfit.lab.gradcheck",  # 2.1.13-14
+    "minibatch": "deepfit.lab.minibatch",  # 2.2.1-2
+    "ewa": "deepfit.lab.ewa",  # 2.2.3-5
+    "optimizers": "deepfit.lab.optimizers",  # 2.2.6-9
+    "saddles": "deepfit.lab.saddles",  # 2.2.10
+    "search": "deepfit.lab.search",  # 2.3.1-2
+    "batchnorm": "deepfit.lab.batchnorm",  # 2.3.4-5
+    "bn_learning_rates": "deepfit.lab.bn_learning_rates",  # 2.3.4
 }
 
 DEFAULT_OUT = Path("docs/lab")

@@ -198,19 +198,22 @@ def prepared(
     n_classes: int,
     dev: tuple[np.ndarray, np.ndarray] | None = None,
     name: str = "",
+    task: str = "classification",
 ) -> PreparedData:
     """Fixed splits for :func:`deepfit.experiment.run` (the lab's data are already split and
-    scaled as the source did it, so the config's split/normalize are bypassed)."""
+    scaled as the source did it, so the config's split/normalize are bypassed).
+    ``task="regression"`` takes real targets and ``n_classes`` is the number of outputs."""
     X = train[0]
-    empty = (np.zeros((0, X.shape[1]), np.float32), np.zeros(0, np.int64))
+    empty = (np.zeros((0, X.shape[1]), np.float32), np.zeros(0, train[1].dtype))
+    classes = task == "classification"
     return PreparedData(
         train=(np.asarray(train[0], np.float32), train[1]),
         dev=(np.asarray(dev[0], np.float32), dev[1]) if dev is not None else empty,
         test=(np.asarray(test[0], np.float32), test[1]),
-        task="classification",
+        task=task,
         n_outputs=n_classes,
         standardizer=None,
-        class_names=[str(k) for k in range(n_classes)],
+        class_names=[str(k) for k in range(n_classes)] if classes else None,
         feature_names=None,
         image_shape=None,
         name=name,
@@ -221,24 +224,83 @@ def config(
     hidden: Sequence[int],
     *,
     model: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
     """A validated config with early stopping off (the lab trains for a fixed budget)."""
     return configuration.validate(
         {
+            "data": dict(data or {}),
             "model": {"hidden": list(hidden), **(model or {})},
             "train": {"early_stopping": {"enabled": False}, **train},
         }
     )
 
 
-def run_config(cfg: dict[str, Any], data: PreparedData, callbacks=()) -> dict[str, Any]:
-    """One training run through :func:`deepfit.experiment.run` (no run directory)."""
+def run_config(
+    cfg: dict[str, Any], data: PreparedData | None = None, callbacks=()
+) -> dict[str, Any]:
+    """One training run through :func:`deepfit.experiment.run` (no run directory); without
+    ``data`` the config's own ``[data]`` is loaded, split and normalized."""
     from deepfit import experiment
 
     return experiment.run(
         cfg, None, progress=False, write_plots=False, prepared=data, callbacks=callbacks
     )
+
+
+def digits(seed: int = 0, hidden: Sequence[int] = (64,)) -> PreparedData:
+    """The bundled 8x8 digits through the config pipeline: auto split (60/20/20, seeded by
+    ``seed``), standardized on the training split."""
+    from deepfit.experiment import prepare
+
+    return prepare(config(list(hidden), data={"source": "digits"}, seed=seed))
+
+
+def mnist_config(
+    hidden: Sequence[int],
+    n_train: int,
+    n_dev: int,
+    n_test: int = 2000,
+    *,
+    augment: Sequence[str] = (),
+    model: dict[str, Any] | None = None,
+    **train: Any,
+) -> dict[str, Any]:
+    """A config that reads the MNIST subset itself (source ``idx``, pixels / 255): ``n_train``
+    training, ``n_dev`` dev and ``n_test`` test digits drawn from the 10,000 (``max_examples``
+    and ``split``), ``augment`` on the training batches, as ``examples/mnist_subset.toml``
+    does."""
+    folder = mnist_dir()
+    n = n_train + n_dev + n_test
+    return config(
+        hidden,
+        model=model,
+        data={
+            "source": "idx",
+            "images": str(folder / "mnist10k-images-idx3-ubyte.gz"),
+            "labels": str(folder / "mnist10k-labels-idx1-ubyte.gz"),
+            "normalize": "scale",
+            "max_examples": n,
+            "split": [n_train / n, n_dev / n, n_test / n],
+            "augment": list(augment),
+        },
+        **train,
+    )
+
+
+def hidden_preactivations(model, X: np.ndarray) -> list[np.ndarray]:
+    """The input ``z`` of every hidden activation layer, in inference mode, layer by layer."""
+    from deepfit.nn.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+
+    acts = (ReLU, LeakyReLU, Tanh, Sigmoid)
+    out = []
+    x = np.asarray(X, dtype=model.dtype)
+    for layer in model.layers:
+        if isinstance(layer, acts):
+            out.append(np.asarray(x, dtype=np.float64))
+        x = layer.forward(x, training=False)
+    return out
 
 
 class CourseInit:
