@@ -373,6 +373,7 @@ IMAGES = "Array.from(document.images, i => [i.complete, i.naturalWidth, i.natura
 
 
 @browser
+@pytest.mark.slow
 def test_reports_render_in_chromium_without_console_errors(run_dir, tune_dir, tmp_path):
     run_page, tune_page = write_report(run_dir), write_report(tune_dir)
     with chromium(tmp_path) as page:
@@ -418,6 +419,7 @@ def test_reports_render_in_chromium_without_console_errors(run_dir, tune_dir, tm
 
 
 @browser
+@pytest.mark.slow
 def test_screenshot_of_the_report_is_a_real_picture(run_dir, tmp_path):
     from PIL import Image
 

@@ -71,6 +71,7 @@ def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
+@pytest.mark.slow
 def test_training_run_logs_params_metrics_summary_and_artifacts(store, tmp_path):
     uri, client = store
     (tmp_path / "cfg.toml").write_text(CONFIG)
@@ -115,6 +116,7 @@ def test_training_run_logs_params_metrics_summary_and_artifacts(store, tmp_path)
     assert again.data.tags["deepfit.changed.train.epochs"] == "5"
 
 
+@pytest.mark.slow
 def test_study_is_a_parent_run_and_each_trial_a_nested_run(store, tmp_path):
     import optuna
 
@@ -169,6 +171,7 @@ def test_study_is_a_parent_run_and_each_trial_a_nested_run(store, tmp_path):
     assert len(runs(client, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")) == 10
 
 
+@pytest.mark.slow
 def test_tune_command_takes_the_mlflow_options(store, tmp_path):
     uri, client = store
     (tmp_path / "cfg.toml").write_text(CONFIG + TUNE.replace("trials = 8", "trials = 3"))

@@ -60,6 +60,7 @@ pre{background:#f3f4f6;padding:10px 12px;overflow-x:auto;font-size:13px;line-hei
 background:#e7f6e9;color:#1a7f37}.verdict.warn{background:#fff4d6;color:#8a5a00}
 .bar{display:inline-block;height:.8em;background:#4c8bf5;vertical-align:middle;margin-right:6px}
 .note{color:#59636e}
+.row{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 """
 
 _SORT_JS = """
@@ -247,8 +248,8 @@ def _summary_section(s: Mapping[str, Any]) -> str:
         ("stopped", s.get("stop_reason")),
         ("seconds", s.get("seconds")),
     ]
-    out = table(["split", *metrics], rows)
-    out += table(["", "value"], [[k, v] for k, v in facts if v is not None])
+    out = '<div class="row">' + table(["split", *metrics], rows)
+    out += table(["", "value"], [[k, v] for k, v in facts if v is not None]) + "</div>"
     notes = s.get("notes") or []
     if notes:
         out += "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
@@ -378,7 +379,7 @@ def run_report(directory: Path) -> str:
         sections.append(
             ("Config (resolved, every default written out)", _pre(config_path.read_text()))
         )
-    subtitle = f"run directory {directory.resolve()}"
+    subtitle = f"run directory {directory}"
     return page(f"deepfit run: {directory.resolve().name}", subtitle, sections)
 
 
@@ -640,7 +641,7 @@ def tune_report(directory: Path, storage: str | None = None, study: str | None =
     best_file = directory / BEST_FILE
     if best_file.exists():
         sections.append((f"Best config ({BEST_FILE})", _pre(best_file.read_text())))
-    subtitle = f"tune directory {directory.resolve()}"
+    subtitle = f"tune directory {directory}"
     return page(f"deepfit study: {st.study_name}", subtitle, sections)
 
 

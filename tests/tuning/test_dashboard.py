@@ -115,6 +115,7 @@ def dashboard(study_dir):
         process.stderr.close()
 
 
+@pytest.mark.slow
 def test_dashboard_shows_trials_states_params_and_intermediate_values(study_dir, dashboard):
     import optuna
 
