@@ -18,8 +18,8 @@ class WeightAverage:
     """A running average of a set of named arrays (a model's parameters).
 
     ``update(params)`` folds in the current values; ``average`` holds the result (float64
-    NumPy copies, independent of the model); ``n`` counts the updates. Subclasses choose the
-    EWA factor ``beta_n`` of update ``n`` (1-based)::
+    copies on the parameters' device, independent of the model); ``n`` counts the updates.
+    Subclasses choose the EWA factor ``beta_n`` of update ``n`` (1-based)::
 
         avg_1 = params_1                       (the first update copies, as PyTorch)
         avg_n = beta_n avg_{n-1} + (1 - beta_n) params_n
@@ -35,15 +35,23 @@ class WeightAverage:
         raise NotImplementedError
 
     def update(self, params: Mapping[str, Any]) -> None:
-        """Fold the current ``params`` into the average."""
+        """Fold the current ``params`` into the average (kept in float64 on the parameters'
+        device: NumPy or CuPy)."""
         self.n += 1
         if self.n == 1 or self.average.keys() != params.keys():
-            self.average = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+            self.average = {
+                k: array_module(v).array(v, dtype=np.float64) for k, v in params.items()
+            }
             self.n = 1
             return
         beta = self.beta(self.n)
         for name, value in params.items():
-            ewa_update_(self.average[name], to_numpy(value), beta)
+            avg = self.average[name]
+            if type(avg) is not type(value):  # restored from a checkpoint onto another device
+                xp = array_module(value)
+                avg = xp.asarray(to_numpy(avg) if xp is np else avg)
+                self.average[name] = avg
+            ewa_update_(avg, value, beta)
 
     def copy_to(self, params: Mapping[str, Any]) -> None:
         """Write the average into ``params`` in place (in each array's dtype and device)."""
@@ -53,7 +61,11 @@ class WeightAverage:
             p[...] = array_module(p).asarray(self.average[name])
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"n": self.n}, {k: v.copy() for k, v in self.average.items()}
+        return {"n": self.n}, {k: to_numpy(v).copy() for k, v in self.average.items()}
+
+    def is_finite(self) -> bool:
+        """Whether every averaged entry is finite."""
+        return all(bool(array_module(v).isfinite(v).all()) for v in self.average.values())
 
     def load_state_dict(self, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.n = int(data["n"])

@@ -625,7 +625,7 @@ class WeightAveraging(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if not self.average.n:
             return
-        if not _finite(self.average.average):
+        if not self.average.is_finite():
             if self._last_epoch_state is None or not _finite(self._last_epoch_state[1]):
                 return
             self.average.load_state_dict(*self._last_epoch_state)
