@@ -133,9 +133,16 @@ def table(
     row_classes: Sequence[str] | None = None,
     cell_classes: Callable[[int, Any], str] | None = None,
 ) -> str:
-    """An HTML table; ``sortable`` tables sort by a column when its header is clicked."""
+    """An HTML table; ``sortable`` tables sort by a column when its header is clicked. A
+    header is left-aligned over a column of text, right-aligned over numbers."""
+    rows = [list(row) for row in rows]
+
+    def numeric(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
     head = "".join(
-        f'<th class="{"text" if i == 0 else ""}">{esc(h)}</th>' for i, h in enumerate(header)
+        f'<th class="{"" if any(numeric(row[i]) for row in rows) else "text"}">{esc(h)}</th>'
+        for i, h in enumerate(header)
     )
     body = []
     for r, row in enumerate(rows):
@@ -249,7 +256,7 @@ def _summary_section(s: Mapping[str, Any]) -> str:
         ("seconds", s.get("seconds")),
     ]
     out = '<div class="row">' + table(["split", *metrics], rows)
-    out += table(["", "value"], [[k, v] for k, v in facts if v is not None]) + "</div>"
+    out += table(["", "value"], [[k, _number(v)] for k, v in facts if v is not None]) + "</div>"
     notes = s.get("notes") or []
     if notes:
         out += "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
@@ -573,7 +580,7 @@ def tune_report(directory: Path, storage: str | None = None, study: str | None =
                 f"trial {best['number']}: {metric} {_number(best[metric])}  {format_point(point)}",
             ],
         )
-    sections = [("Study", table(["", "value"], facts))]
+    sections = [("Study", table(["", "value"], [[k, _number(v)] for k, v in facts]))]
     state_col = columns.index("state")
     sections.append(
         (
