@@ -257,3 +257,35 @@ def test_weighted_bce_and_mse_match_torch(torch, k):
     value, grad = _grad(torch, weighted_mse, z)
     ORACLE.assert_matches("weighted MSE value", np.float64(ours), value)
     ORACLE.assert_matches("weighted MSE gradient", mse.backward(), grad)
+
+
+@pytest.mark.parametrize(
+    ("loss", "k"),
+    [
+        (df.SoftmaxCrossEntropy(label_smoothing=0.1), 3),
+        (df.SigmoidBinaryCrossEntropy(label_smoothing=0.2), 1),
+        (df.MeanSquaredError(), 2),
+    ],
+)
+def test_weighted_objective_with_penalties_gradient_check(loss, k):
+    """J = sum w_i l_i / sum w_i + lambda/(2m) sum ||W||^2 + lambda1/m sum |W| (m = rows, the
+    penalties' meaning unchanged by weights): backward against finite differences in float64."""
+    from deepfit.nn.objective import cost, cost_and_gradients, make_penalties
+
+    rng = np.random.default_rng(k)
+    model = df.mlp(4, [5], k, activation="tanh", rng=0, dtype="float64")
+    x = rng.standard_normal((7, 4))
+    y = _targets(loss, 7, k, rng)
+    if isinstance(loss, df.SigmoidBinaryCrossEntropy):
+        y = y[:, 0]
+    w = rng.uniform(0.0, 2.0, 7)
+    penalties = make_penalties(l2=0.3, l1=0.05)
+    value = cost_and_gradients(model, loss, x, y, penalties, weight=w)
+    grads = {name: g.copy() for name, g in model.grads.items()}
+    weights_sq = sum(float((p**2).sum()) for n, p in model.params.items() if n.endswith("W"))
+    weights_abs = sum(float(np.abs(p).sum()) for n, p in model.params.items() if n.endswith("W"))
+    data = loss.forward(model.forward(x), y, w)
+    assert value == pytest.approx(data + 0.3 / 14 * weights_sq + 0.05 / 7 * weights_abs)
+    for name, p in model.params.items():
+        numeric = numeric_gradient(lambda: cost(model, loss, x, y, penalties, weight=w), p)
+        assert relative_error(numeric, grads[name]) < 1e-7, name
