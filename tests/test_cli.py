@@ -240,7 +240,10 @@ def test_gradcheck_exit_code_is_one_when_the_check_fails(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(("train",), "Missing argument 'config'"), (("train", "x.toml", "--bogus"), "--bogus")],
+    [
+        (("train",), "give a config file, or a table with --data FILE --target COLUMN"),
+        (("train", "x.toml", "--bogus"), "--bogus"),
+    ],
 )
 def test_usage_errors_are_short_and_exit_2(args, message):
     done = deepfit(*args, check=False)

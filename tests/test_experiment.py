@@ -39,10 +39,14 @@ def test_csv_with_categorical_labels_end_to_end(tmp_path):
     assert summary["test"]["accuracy"] > 0.95
     bundle = df.io.load(tmp_path / "run" / "model.npz")
     assert bundle.class_names == ["cat", "dog"]
-    assert list(bundle.predict(np.array([[-1.0, 400.0], [1.0, 600.0]]))) == ["cat", "dog"]
-    # standardizer statistics are those of the training split alone
+    new_rows = {"b": np.array([400.0, 600.0]), "a": np.array([-1.0, 1.0])}  # any order
+    assert list(bundle.predict(new_rows)) == ["cat", "dog"]
+    with pytest.raises(df.ShapeError, match="reads named columns"):
+        bundle.predict(np.array([[-1.0, 400.0]]))
+    # scaling statistics are those of the training split alone
     train_idx = summary["n_train"]
-    assert train_idx == 120 and bundle.standardizer["mean"][1] != pytest.approx(500, abs=1e-9)
+    mean_b = bundle.preprocessor.scaler.mean_[1]
+    assert train_idx == 120 and mean_b != pytest.approx(500, abs=1e-9)
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["diagnosis"]["verdict"] == "fine"
 

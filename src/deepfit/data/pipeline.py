@@ -26,7 +26,7 @@ from deepfit.errors import DataError
 
 MAX_AUTO_CLASSES = 20
 #: The scaling ``data.normalize = "auto"`` means for tables (chosen in bench/tabular.md).
-DEFAULT_TABLE_SCALING = "quantile"
+DEFAULT_TABLE_SCALING = "standardize"
 
 
 @dataclass
