@@ -91,6 +91,7 @@ def fresh(tmp_path):
 
 
 # -- item 3: one writer per run directory ------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_train_into_a_busy_run_directory_is_refused_naming_the_holder(fresh):
     root, config = fresh
     out = root / "busy"
@@ -115,6 +116,7 @@ def test_a_second_train_into_a_busy_run_directory_is_refused_naming_the_holder(f
 
 
 # -- item 4: nothing overwritten --------------------------------------------------------------
+@pytest.mark.slow
 def test_a_finished_run_of_another_config_is_not_replaced_without_overwrite(run, tmp_path):
     _, config, out = run
     copy = tmp_path / "run"
@@ -195,6 +197,7 @@ def test_the_next_checkpoint_write_removes_stale_temporaries(tmp_path):
 
 
 # -- item 11 and 17: everything checked before anything is written ----------------------------
+@pytest.mark.slow
 def test_resume_after_adding_a_dev_set_is_refused_before_writing(fresh):
     root, config = fresh
     out = root / "run"
@@ -322,6 +325,7 @@ def test_predict_messages_name_the_real_culprit(run, tmp_path):
 
 
 # -- item 23: Ctrl-C ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_says_where_training_stopped_and_how_to_continue(fresh):
     root, config = fresh
     out = root / "run"
@@ -372,6 +376,7 @@ def _labelled_csv(path: Path, labels: list[str]) -> None:
             )
 
 
+@pytest.mark.slow
 def test_model_files_hold_no_absolute_data_paths_and_predictions_no_formulas(tmp_path):
     labels = ['=HYPERLINK("http://evil","x")', "-1", "@SUM(A1)"]
     data = tmp_path / "secret_folder" / "train.csv"
