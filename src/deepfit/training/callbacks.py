@@ -361,7 +361,7 @@ class Progress(Callback):
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("loss {task.fields[loss]}"),
             console=console,
             auto_refresh=False,
             transient=True,
@@ -373,7 +373,7 @@ class Progress(Callback):
             total=max(trainer.batches_per_epoch, 1),
             epoch=1,
             epochs=trainer.epochs,
-            loss=math.nan,
+            loss="-",
         )
         self._bar.start()
 
@@ -387,12 +387,12 @@ class Progress(Callback):
             total=max(trainer.batches_per_epoch, 1),
             epoch=epoch + 1,
             epochs=trainer.epochs,
-            loss=math.nan,
+            loss="-",
         )
 
     def on_batch_end(self, trainer: Trainer, batch: int, loss: float) -> None:
         smoothed = self._smooth.update(loss)
-        self._bar.update(self._task, advance=1, loss=smoothed)
+        self._bar.update(self._task, advance=1, loss=f"{smoothed:.4f}")
         now = time.perf_counter()
         if now - self._last_draw >= 0.1 or batch + 1 >= trainer.batches_per_epoch:
             self._last_draw = now
