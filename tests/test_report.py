@@ -449,3 +449,14 @@ def test_screenshot_of_the_report_is_a_real_picture(run_dir, tmp_path):
     blue = np.all(np.abs(pixels - (31, 119, 180)) < 30, axis=2).sum()
     orange = np.all(np.abs(pixels - (255, 127, 14)) < 30, axis=2).sum()
     assert blue > 100 and orange > 100
+
+
+def test_importance_needs_completed_trials(tmp_path):
+    pytest.importorskip("optuna")
+    from deepfit.tuning.study import tune
+
+    (tmp_path / "cfg.toml").write_text(TUNE.replace("trials = 16", "trials = 1"))
+    tune(C.load(tmp_path / "cfg.toml"), tmp_path / "t", objective=BOWL, plots=False)
+    text = write_report(tmp_path / "t").read_text()
+    assert "not available: needs at least 2 completed trials, the study has 1" in text
+    assert len(Page(text).images) == 3  # the figures do not need two trials

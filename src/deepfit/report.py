@@ -446,6 +446,9 @@ def importances(study, space) -> tuple[dict[str, float], str]:
 
     from deepfit.tuning.space import optuna_name
 
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        raise DeepfitError(f"needs at least 2 completed trials, the study has {len(done)}")
     key = {optuna_name(d): d.key for d in space.dimensions}
     errors = []
     for name, make in (
@@ -453,11 +456,18 @@ def importances(study, space) -> tuple[dict[str, float], str]:
         ("fANOVA", lambda: FanovaImportanceEvaluator(seed=0)),
     ):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 found = get_param_importances(study, evaluator=make())
         except (ValueError, RuntimeError, ImportError) as exc:
             errors.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else exc}")
+            continue
+        # too few trials: PED-ANOVA warns and answers equal importances, which mean nothing
+        doubts = [
+            w for w in caught if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)
+        ]
+        if doubts:
+            errors.append(f"{name}: {str(doubts[0].message).splitlines()[0]}")
             continue
         if found and all(math.isfinite(v) for v in found.values()):
             return {key.get(k, k): float(v) for k, v in found.items()}, name
