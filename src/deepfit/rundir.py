@@ -77,9 +77,12 @@ def _previous_config(out: Path) -> dict[str, Any] | None:
 
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two configs (as written to ``config.toml``)."""
+    """Dotted keys whose values differ between two configs (as written to ``config.toml``).
+
+    Keys only one of them has are not compared: a run written by an older deepfit lacks the
+    keys added since, which hold their defaults."""
     a, b = _flat(old), _flat(tomllib.loads(dumps(new)))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
 
 
 def _describe(keys: list[str], old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

@@ -1,0 +1,109 @@
+"""Claiming a run directory (issue 14, items 3, 4, 8 and 11), without training: the decision
+table of :func:`deepfit.rundir.claim`."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepfit import rundir
+from deepfit.config import defaults, dumps
+from deepfit.errors import DeepfitError
+
+
+def _run_dir(path, config, *, finished=True):
+    path.mkdir()
+    (path / "config.toml").write_text(dumps(config))
+    (path / "metrics.csv").write_text("epoch,lr\n1,0.001\n")
+    (path / "checkpoint.npz").write_bytes(b"checkpoint")
+    if finished:
+        (path / "summary.json").write_text("{}")
+        (path / "model.npz").write_bytes(b"model")
+    return path
+
+
+def _claim(path, config, **kw):
+    rundir.claim(path, config, **kw).release()
+
+
+def test_missing_or_empty_directories_are_claimed_and_left_clean(tmp_path):
+    config = defaults()
+    _claim(tmp_path / "new", config)
+    assert list((tmp_path / "new").iterdir()) == []
+    with pytest.raises(DeepfitError, match="is a file, not a run directory"):
+        (tmp_path / "file").write_text("x")
+        _claim(tmp_path / "file", config)
+
+
+def test_a_held_directory_is_refused_and_a_refusal_leaves_nothing(tmp_path):
+    config = defaults()
+    lock = rundir.claim(tmp_path / "run", config)
+    try:
+        with pytest.raises(DeepfitError, match="in use by another deepfit train"):
+            _claim(tmp_path / "run", config)
+    finally:
+        lock.release()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DeepfitError, match=r"not empty and not a deepfit run .*notes\.txt"):
+        _claim(tmp_path / "other", config)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
+
+
+def test_the_same_finished_config_again_is_allowed_another_needs_overwrite(tmp_path):
+    config = defaults()
+    out = _run_dir(tmp_path / "run", config)
+    _claim(out, config)
+    other = defaults()
+    other["train"]["lr"] = 0.5
+    with pytest.raises(DeepfitError, match=r"changed: train\.lr \(0\.001 there, 0\.5 here\)"):
+        _claim(out, other)
+    assert (out / "model.npz").exists()
+    (out / "notes.txt").write_text("mine")
+    _claim(out, other, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only the run's files went
+
+
+def test_overwrite_never_replaces_a_file_no_run_wrote(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.toml").write_text("answer = 42\n")
+    with pytest.raises(DeepfitError, match=r"config\.toml: not written by a deepfit run"):
+        _claim(out, defaults(), overwrite=True)
+    assert (out / "config.toml").read_text() == "answer = 42\n"
+
+
+def test_resume_refuses_changed_identity_keys_and_accepts_the_rest(tmp_path):
+    config = defaults()
+    out = _run_dir(tmp_path / "run", config, finished=False)
+    longer = defaults()
+    longer["train"]["epochs"] = 500
+    longer["train"]["lr"] = 0.01
+    _claim(out, longer, resume=True)
+    for key, value in (("data", "split"), ("model", "hidden"), ("train", "batch_size")):
+        changed = defaults()
+        changed[key][value] = {"split": [0.5, 0.25, 0.25], "hidden": [3], "batch_size": 7}[value]
+        with pytest.raises(
+            DeepfitError, match=rf"--resume with changed config keys {key}\.{value}"
+        ):
+            _claim(out, changed, resume=True)
+    with pytest.raises(DeepfitError, match="holds an unfinished run; --resume continues it"):
+        _claim(out, config)
+
+
+def test_a_run_of_an_older_deepfit_lacking_new_keys_still_resumes(tmp_path):
+    config = defaults()
+    out = _run_dir(tmp_path / "run", config, finished=False)
+    text = (out / "config.toml").read_text().replace("max_examples = 0\n", "")
+    assert "max_examples" not in text
+    (out / "config.toml").write_text(text)
+    _claim(out, config, resume=True)
+
+
+def test_stale_temporaries_are_removed_on_claim(tmp_path):
+    config = defaults()
+    out = _run_dir(tmp_path / "run", config, finished=False)
+    stale = [out / ".checkpoint.npz.0123abcd.tmp", out / ".metrics.csv.89abcdef.tmp"]
+    for path in stale:
+        path.write_bytes(b"x" * 1000)
+    _claim(out, config, resume=True)
+    assert not any(p.exists() for p in stale)
