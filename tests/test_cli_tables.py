@@ -100,3 +100,29 @@ def test_zero_config_usage_errors(tmp_path):
         assert done.returncode != 0, args
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_resume_refuses_other_data_at_the_same_path(tmp_path):
+    """Issue 14 item 7: the checkpoint's identity includes a digest of the training data."""
+    src = TABLES / "Carseats.csv"
+    if not src.exists():
+        pytest.skip("shared tables not found")
+    data = tmp_path / "data.csv"
+    lines = src.read_text().splitlines()
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    deepfit(
+        "train", "--data", data, "--target", "Sales", "--out", out, "-q", "--set", "train.epochs=3"
+    )
+    # same rows, same columns, other values: every Sales value raised by 0.01
+    body = []
+    for line in lines[1:]:
+        sales, rest = line.split(",", 1)
+        body.append(f"{float(sales) + 0.01:.2f},{rest}")
+    data.write_text("\n".join([lines[0], *body]) + "\n")
+    done = deepfit(
+        "train", out / "config.toml", "--out", out, "--resume", "--set", "train.epochs=6",
+        check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "data differs" in done.stderr and "Traceback" not in done.stderr

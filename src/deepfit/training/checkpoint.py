@@ -45,6 +45,7 @@ def _fingerprint(trainer: Trainer) -> dict[str, Any]:
         "clip_norm": trainer.clip_norm,
         "mixup": trainer.mixup.config() if trainer.mixup is not None else None,
         "weighted": trainer.weighted or None,
+        "data": getattr(trainer, "data_digest", "") or None,
     }
     found.update({k: v for k, v in optional.items() if v is not None})
     return found
@@ -111,7 +112,9 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
         value = expected.get(key)
         if found.get(key) != value:
             shown = (
-                "differs" if key == "architecture" else f"{found.get(key)!r} there, {value!r} here"
+                "differs"
+                if key in ("architecture", "data")
+                else f"{found.get(key)!r} there, {value!r} here"
             )
             raise DeepfitError(
                 f"{path}: checkpoint belongs to a different run ({key} {shown}); start a new "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -58,6 +59,19 @@ def _as_features(X: Any, name: str) -> np.ndarray:
         row, col = np.argwhere(~np.isfinite(X))[0]
         raise DataError(f"{name} row {row}, column {col} is {X[row, col]}; clean the data first")
     return X
+
+
+def data_digest(*arrays: Any) -> str:
+    """A short BLAKE2b digest of the training arrays: a checkpoint resumes only on the data
+    it was written for (same rows, same values, same column layout)."""
+    h = hashlib.blake2b(digest_size=12)
+    for a in arrays:
+        if a is None:
+            continue
+        a = np.ascontiguousarray(to_numpy(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 class Trainer:
@@ -158,6 +172,7 @@ class Trainer:
         self.epochs = 0
         self.batches_per_epoch = 0
         self.n_train = 0
+        self.data_digest = ""
         self.stop_training = False
         self.stop_reason: str | None = None
         self.resumed = False
@@ -272,6 +287,7 @@ class Trainer:
             dev = (dev_x, dev_y, dev_w)
         self.weighted = w is not None
         self.epochs, self.n_train = epochs, X.shape[0]
+        self.data_digest = data_digest(X, y, w)
         self.batches_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
