@@ -138,7 +138,8 @@ METADATA_SCHEMA: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
 def check_metadata(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Check a model file's metadata against :data:`METADATA_SCHEMA` and its arrays.
 
-    Every field is type-checked; the arrays must be real numbers, and the standardizer the
+    Every field is type-checked; the network's and the standardizer's arrays must be real
+    numbers (other arrays numbers or text), and the standardizer the
     metadata declares needs its ``standardizer/mean`` and ``standardizer/std`` arrays.
     Raises :class:`DeepfitError` with one line naming the field or array.
     """
@@ -151,8 +152,10 @@ def check_metadata(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) ->
         if problem:
             raise DeepfitError(f"metadata field {name!r} must be {problem}")
     for name, array in arrays.items():
-        if array.dtype.kind not in "biuf":
-            raise DeepfitError(f"array {name!r} has dtype {array.dtype}; expected real numbers")
+        numeric = name.startswith(("model/", "standardizer/"))
+        if array.dtype.kind not in ("biuf" if numeric else "biufUS"):
+            expected = "real numbers" if numeric else "numbers or text"
+            raise DeepfitError(f"array {name!r} has dtype {array.dtype}; expected {expected}")
     if meta.get("standardizer") is not None:
         for key in ("mean", "std"):
             if f"standardizer/{key}" not in arrays:
