@@ -249,6 +249,19 @@ def run_config(
     )
 
 
+def run_or_none(
+    cfg: dict[str, Any], data: PreparedData | None = None, callbacks=()
+) -> dict[str, Any] | None:
+    """:func:`run_config`, or ``None`` when training diverged before an epoch ended (a run
+    that diverges later stops with its last finite weights and a ``stop_reason``)."""
+    from deepfit.training.trainer import TrainingDiverged
+
+    try:
+        return run_config(cfg, data, callbacks)
+    except TrainingDiverged:
+        return None
+
+
 def digits(seed: int = 0, hidden: Sequence[int] = (64,)) -> PreparedData:
     """The bundled 8x8 digits through the config pipeline: auto split (60/20/20, seeded by
     ``seed``), standardized on the training split."""

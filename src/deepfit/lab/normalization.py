@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepfit.data import Standardizer
-from deepfit.errors import DeepfitError
-from deepfit.lab._common import LabResult, config, prepared, pyplot, row, run_config, save_figure
+from deepfit.lab._common import LabResult, config, prepared, pyplot, row, run_or_none, save_figure
 
 NAME = "normalization"
 TITLE = "Normalized inputs: round cost contours and a larger stable learning rate"
@@ -57,12 +56,9 @@ def sweep(X: np.ndarray, y: np.ndarray, lrs: np.ndarray, epochs: int) -> list[di
             seed=0,
             dtype="float64",
         )
-        try:
-            summary = run_config(cfg, data)
-            loss = summary["history"]["train_loss"]
-            done = len(loss) == epochs
-        except DeepfitError:  # diverged before the first epoch ended
-            loss, done = [], False
+        summary = run_or_none(cfg, data)
+        loss = summary["history"]["train_loss"] if summary is not None else []
+        done = len(loss) == epochs
         stable = done and all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(loss))
         points.append(
             {"lr": float(lr), "stable": bool(stable), "final": loss[-1] if done else None}
