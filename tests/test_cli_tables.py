@@ -114,11 +114,12 @@ def test_resume_refuses_other_data_at_the_same_path(tmp_path):
     deepfit(
         "train", "--data", data, "--target", "Sales", "--out", out, "-q", "--set", "train.epochs=3"
     )
-    # same rows, same columns, other values: every Sales value raised by 0.01
+    # same rows, same columns, other values: CompPrice (column 2) changed in every third row
     body = []
-    for line in lines[1:]:
-        sales, rest = line.split(",", 1)
-        body.append(f"{float(sales) + 0.01:.2f},{rest}")
+    for i, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        cells[1] = str(int(cells[1]) + (i % 3 == 0))
+        body.append(",".join(cells))
     data.write_text("\n".join([lines[0], *body]) + "\n")
     done = deepfit(
         "train", out / "config.toml", "--out", out, "--resume", "--set", "train.epochs=6",
