@@ -13,8 +13,10 @@ def lab(
     name: Annotated[
         str,
         typer.Argument(
-            help="experiment: init, optimizers, regularization, batchnorm, search, ewa, "
-            "gradcheck, or all"
+            help="experiment, in the notes' order: bias_variance, sparsity, tanh_linear, "
+            "regularization, dropout_layers, augmentation, normalization, init, gradcheck, "
+            "minibatch, ewa, optimizers, saddles, search, batchnorm, bn_learning_rates; or all "
+            "(docs/notes.md maps each section of the notes to its experiment)"
         ),
     ],
     out: Annotated[
