@@ -420,3 +420,60 @@ def test_every_stateful_technique_resumes_bit_identically(tmp_path):
     )
     with pytest.raises(df.DeepfitError, match="different run"):
         other.fit(X, y, epochs=9, resume=True)
+
+
+# -- lookahead, label smoothing, staircase in the Trainer ---------------------------------------
+
+
+def test_lookahead_in_the_trainer_synchronizes_every_k_steps():
+    X, y = _problem(n=64)
+    opt = df.Lookahead(df.SGD(0.1), k=4, alpha=0.5)
+    states = []
+
+    class AtEpochEnd(df.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            states.append(
+                (
+                    trainer.optimizer.t,
+                    {k: v.copy() for k, v in trainer.optimizer.slow.items()},
+                    trainer.model.state_dict(),
+                )
+            )
+
+    t = df.Trainer(df.mlp(4, [8], 3, rng=0), optimizer=opt, batch_size=16, callbacks=[AtEpochEnd()])
+    t.fit(X, y, epochs=3)
+    for steps, slow, params in states:  # 4 batches per epoch = k: every epoch ends synced
+        assert steps % 4 == 0
+        for name, value in slow.items():
+            assert np.array_equal(params[name], value), name
+
+
+def test_label_smoothing_caps_the_confidence():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((128, 2)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    X[:, 0] += np.where(y == 1, 3.0, -3.0)  # separable with a wide margin
+
+    def max_probability(eps):
+        t = df.Trainer(
+            df.mlp(2, [16], 2, rng=0),
+            loss=df.SoftmaxCrossEntropy(label_smoothing=eps),
+            optimizer=df.Adam(0.05),
+            batch_size=32,
+        )
+        t.fit(X, y, epochs=60)
+        return float(t.predict(X).max(axis=1).mean())
+
+    # the smoothed target of the true class is (1 - 0.2) + 0.2 / 2 = 0.9
+    assert max_probability(0.0) > 0.99
+    assert max_probability(0.2) == pytest.approx(0.9, abs=0.02)
+
+
+def test_staircase_schedule_in_the_trainer():
+    X, y = _problem(n=16)
+    t = df.Trainer(
+        df.mlp(4, [3], 3, rng=0),
+        optimizer=df.SGD(1.0),
+        schedule=schedules.inverse_time(0.2, 1.0, interval=2),
+    )
+    assert t.fit(X, y, epochs=5)["lr"] == pytest.approx([0.2, 0.2, 0.1, 0.1, 0.2 / 3])
