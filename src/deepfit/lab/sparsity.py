@@ -25,7 +25,9 @@ COLORS = {"l1": "#d62728", "l2": "#1f77b4"}
 
 
 def train(penalty: str, lam: float, data, epochs: int) -> np.ndarray:
-    """The first layer's weights after training with ``penalty = lam``."""
+    """The first layer's weights from the inputs that vary in the training split (a constant
+    pixel gets no data gradient, so any penalty decays its weights to 0: no evidence either
+    way), after training with ``penalty = lam``."""
     cfg = config(
         [32],
         model={penalty: lam},
@@ -37,7 +39,8 @@ def train(penalty: str, lam: float, data, epochs: int) -> np.ndarray:
         dtype="float64",
     )
     summary = run_config(cfg, data)
-    return np.asarray(summary["model"].params["0.W"]).ravel()
+    live = data.train[0].std(axis=0) > 0
+    return np.asarray(summary["model"].params["0.W"])[live].ravel()
 
 
 def measure(lambdas: list[float], epochs: int) -> dict[str, Any]:
@@ -74,8 +77,9 @@ def table(stats: dict[str, Any]) -> tuple[list, dict[str, bool]]:
             "no penalty: share of |w| < 1% of max |w|; mean |w|",
             f"{none['zero_share']:.3f}; {none['mean_abs']:.3f}",
             None,
-            "first layer 64 x 32 of a 64-32-10 ReLU network; SGD leaves L1's zeros hovering "
-            "within ~alpha lambda/m of 0, so 'zero' is relative to the largest weight",
+            "first layer of a 64-32-10 ReLU network, rows of the pixels that vary; SGD "
+            "leaves L1's zeros hovering within ~alpha lambda/m of 0, so 'zero' is relative "
+            "to the largest weight",
         )
     ]
     for penalty in ("l1", "l2"):
@@ -170,7 +174,7 @@ def figure(result: dict[str, Any], out: Path) -> None:
 
 
 def run(out: Path, quick: bool = False) -> LabResult:
-    lambdas = [0.3, 3.0] if quick else [0.1, 0.3, 1.0, 3.0, 10.0]
+    lambdas = [0.3, 3.0] if quick else [0.1, 0.3, 1.0, 3.0]
     epochs = 15 if quick else 60
     result = measure(lambdas, epochs)
     rows, checks = table(result["stats"])
