@@ -4,7 +4,11 @@ A checkpoint is a deepfit ``.npz`` file (see :mod:`deepfit.io`): parameters and 
 optimizer state arrays and the callbacks' arrays (early stopping's best weights), with a
 JSON document holding the epoch, the history, the optimizer's step count and learning rate,
 the bit-generator states of the shuffling stream and of every dropout layer, the callbacks'
-state, and a fingerprint of the run that a resume must match.
+state (plateau, weight averages, snapshots included), and a fingerprint of the run that a
+resume must match. The optimizer's state includes a Lookahead's slow weights. The training
+techniques (label smoothing, Lookahead's inner optimizer, clipping, mixup, example weights)
+enter the fingerprint only when they are on, so checkpoints written before they existed still
+resume.
 """
 
 from __future__ import annotations
