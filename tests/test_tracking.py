@@ -189,3 +189,19 @@ def test_a_bad_tracking_uri_is_one_line(tmp_path, capsys):
     assert main([*args, "--tracking-uri", "nosuchscheme://x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: MLflow tracking URI nosuchscheme://x:") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_mlflows_environment_variables_choose_the_store_and_experiment(
+    store, tmp_path, monkeypatch
+):
+    from deepfit import tracking
+
+    uri, client = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    config = C.validate({"data": {"source": "iris"}, "train": {"epochs": 2}})
+    summary = tracking.run(config, tmp_path / "env-run", progress=False)
+    (run,) = runs(client, f"tags.`deepfit.run_dir` = '{(tmp_path / 'env-run').resolve()}'")
+    assert run.info.run_id == summary["mlflow_run_id"]
+    assert [s for s, _ in history(client, run.info.run_id, "train_loss")] == [1, 2]
