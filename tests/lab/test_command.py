@@ -26,3 +26,31 @@ def test_registry_names_every_module():
         assert module.NAME == name and callable(module.run)
     with pytest.raises(Exception, match="unknown lab experiment"):
         lab.get("nope")
+
+
+def _fake_result(name, ok):
+    from deepfit.lab import LabResult
+
+    return LabResult(name, name, "claim", "source", rows=[], checks={"holds": ok})
+
+
+@pytest.mark.parametrize(("outcomes", "code"), [((True, True), 0), ((True, False), 1)])
+def test_lab_all_exits_0_only_when_every_claim_holds(tmp_path, monkeypatch, outcomes, code):
+    results = dict(zip(("one", "two"), outcomes, strict=True))
+    monkeypatch.setattr(lab, "available", lambda: list(results))
+    monkeypatch.setattr(
+        lab, "run", lambda name, out, quick=False: _fake_result(name, results[name])
+    )
+    assert main(["lab", "all", "--quick", "--out", str(tmp_path), "--json"]) == code
+
+
+def test_every_registered_experiment_exists_and_has_a_committed_table():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert lab.available() == list(lab.EXPERIMENTS)
+    notes = (docs / "notes.md").read_text(encoding="utf-8")
+    for name in lab.EXPERIMENTS:
+        for ext in ("png", "md", "json"):
+            assert (docs / "lab" / f"{name}.{ext}").exists(), (name, ext)
+        assert f"lab/{name}.png" in notes, name

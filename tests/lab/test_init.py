@@ -17,6 +17,12 @@ def test_he_beats_large_random_beats_zeros(quick):
     assert abs(result.data["cost"]["zeros"][-1] - math.log(2)) < 1e-3
     xavier, he = result.data["activation_std"]["xavier"], result.data["activation_std"]["he"]
     assert xavier[-1] < 1e-3 * xavier[0] and he[-1] > 0.3 * he[0]
+    # the quick run stops at 4,000 iterations: the row names the iteration it prints, and the
+    # notebook's number for iteration 14,000 is not set beside it
+    rows = {r["quantity"]: r for r in result.rows}
+    he_cost = rows["He: cost at iteration 3,999"]
+    assert he_cost["published"] is None and "14,000" in he_cost["note"]
+    assert any("(1079 training rows)" in r["note"] for r in result.rows)
 
 
 def test_course_init_draws_like_the_notebook():

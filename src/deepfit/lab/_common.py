@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,11 +254,14 @@ def run_or_none(
     cfg: dict[str, Any], data: PreparedData | None = None, callbacks=()
 ) -> dict[str, Any] | None:
     """:func:`run_config`, or ``None`` when training diverged before an epoch ended (a run
-    that diverges later stops with its last finite weights and a ``stop_reason``)."""
+    that diverges later stops with its last finite weights and a ``stop_reason``). The
+    divergence warning is silenced: a sweep expects some runs to diverge."""
     from deepfit.training.trainer import TrainingDiverged
 
     try:
-        return run_config(cfg, data, callbacks)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return run_config(cfg, data, callbacks)
     except TrainingDiverged:
         return None
 
