@@ -259,10 +259,13 @@ def test_start_from_epoch_and_baseline_as_keras():
     stopper = df.EarlyStopping(patience=1, start_from_epoch=2)
     assert _drive_stop(stopper, [0.1, 0.1, 1.0, 0.9, 0.95, 0.97]) == 5
     assert stopper.best == 0.9 and stopper.best_epoch == 4
-    # never better than the baseline: stops after `patience` epochs though it improves
-    stopper = df.EarlyStopping(patience=3, baseline=0.5)
-    assert _drive_stop(stopper, [1.0, 0.9, 0.8, 0.7, 0.6]) == 3
-    assert stopper.best == 0.8  # the best is still tracked (and restored)
+    # worse than the baseline: the patience runs on through improvements (which never stop
+    # the run, as in Keras) and the first epoch without one stops it
+    stopper = df.EarlyStopping(patience=2, baseline=0.5)
+    assert _drive_stop(stopper, [1.0, 0.9, 0.8, 0.7, 0.6]) is None
+    stopper = df.EarlyStopping(patience=2, baseline=0.5)
+    assert _drive_stop(stopper, [1.0, 0.9, 0.95, 0.85]) == 3
+    assert stopper.best == 0.9  # the best is still tracked (and restored)
     # beating the baseline resets patience as usual
     assert _drive_stop(df.EarlyStopping(patience=2, baseline=0.5), [0.4, 0.3, 0.35, 0.2]) is None
     with pytest.raises(df.DeepfitError, match="baseline applies to criterion 'patience'"):

@@ -96,8 +96,9 @@ class EarlyStopping(Callback):
     As Keras' ``EarlyStopping``: ``start_from_epoch`` epochs are ignored entirely (no best,
     no patience counted) before monitoring starts, e.g. while a warm-up or a large learning
     rate makes the metric meaningless; with ``baseline`` (patience criterion) an epoch resets
-    the patience only if it also beats the baseline, so a run that never gets better than
-    ``baseline`` stops after ``patience`` epochs.
+    the patience only if it also beats the baseline, so a run that stays worse than
+    ``baseline`` stops at its first non-improving epoch once ``patience`` epochs have passed
+    (an improving epoch never stops a run, as in Keras).
 
     References
     ----------
@@ -200,7 +201,8 @@ class EarlyStopping(Callback):
         value = float(logs[self.monitor])
         if not math.isfinite(value) or epoch < self.start_from_epoch:
             return
-        if self._improved(value):
+        improved = self._improved(value)
+        if improved:
             self.best, self.best_epoch = value, int(logs["epoch"])
             beats_baseline = self.baseline is None or self._improved(value, self.baseline)
             self.wait = 0 if beats_baseline else self.wait + 1
@@ -211,6 +213,8 @@ class EarlyStopping(Callback):
         else:
             self.wait += 1
         self.train_losses.append(float(logs.get("train_loss", math.nan)))
+        if improved and self.criterion == "patience":
+            return  # as Keras: an improving epoch never stops the run
         reason = self._should_stop(value, len(self.train_losses))
         if reason:
             trainer.stop_training = True
