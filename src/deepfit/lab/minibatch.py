@@ -149,6 +149,7 @@ def figure(results: dict[str, Any], target: float, out: Path) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     axes[1].set_xscale("symlog", linthresh=0.1)
+    axes[1].set_xlim(left=0)
     axes[0].set_title("cost against time: mini-batches first", fontsize=9)
     axes[1].set_title("cost against epochs: small batches step more often", fontsize=9)
     fig.tight_layout()

@@ -281,7 +281,6 @@ def figure(points: dict[str, list], runs: dict[str, Any], out: Path) -> None:
             label=f"1-{width}-1 ({3 * width + 1} params)",
         )
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xscale("log")
     ax.set_xlabel("cost at the critical point (MSE)")
     ax.set_ylabel("index: share of negative eigenvalues")
     ax.set_title("critical points: index 0 = minimum, > 0 = saddle", fontsize=9)

@@ -133,7 +133,9 @@ def figure(result: dict[str, Any], out: Path) -> None:
     ys = np.linspace(X[:, 1].min() - 0.5, X[:, 1].max() + 0.5, 100)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    for ax, p in zip(axes[2:], (points[0], points[-1]), strict=True):
+    # the strongest lambda that still separates the classes: the nearly linear network
+    linear_like = max((p for p in points if p["train"] > 0.6), key=lambda p: p["lambda"])
+    for ax, p in zip(axes[2:], (points[0], linear_like), strict=True):
         label = p["trainer"].predict_classes(grid).reshape(gx.shape)
         ax.contourf(gx, gy, label, levels=[-0.5, 0.5, 1.5], colors=["#c6dbef", "#fdd0a2"])
         ax.scatter(X[:, 0], X[:, 1], c=np.where(y == 1, "#e6550d", "#3182bd"), s=4)
