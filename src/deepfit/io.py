@@ -12,6 +12,7 @@ renamed over the target: a crash leaves either the old file or the new one, neve
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -229,7 +230,13 @@ class FileLock:
             self.file = open(self.path, "a+")
             try:
                 fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    self.file.close()
+                    raise DeepfitError(
+                        f"{self.path}: cannot lock {what} ({exc.strerror}); the file system "
+                        f"may not support locks"
+                    ) from None
                 self.file.seek(0)
                 holder = self.file.read(500).strip().splitlines()
                 self.file.close()
