@@ -21,12 +21,14 @@ import numpy as np
 from deepfit import data as datasets
 from deepfit import metrics
 from deepfit.build import (
+    build_averaging,
     build_callbacks,
     build_early_stopping,
     build_loss,
     build_model,
     build_optimizer,
     build_schedule,
+    build_snapshots,
     build_trainer_options,
     loss_name,
     streams,
@@ -66,6 +68,7 @@ class PreparedData:
     augment: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     train_weight: np.ndarray | None = None
+    dev_weight: np.ndarray | None = None
     preprocessor: Any = None  # a fitted data.preprocess.TablePreprocessor (tables only)
     target: Any = None  # a fitted data.preprocess.TargetEncoder (tables only)
     notes: list[str] = field(default_factory=list)
@@ -101,6 +104,7 @@ def prepare_table_data(config: dict[str, Any], table: Any = None) -> PreparedDat
         name=t.name,
         extra={"columns": t.roles.to_dict(), "data_report": t.reports},
         train_weight=t.train_weight,
+        dev_weight=t.dev_weight,
         preprocessor=t.preprocessor,
         target=t.target,
         notes=t.notes,
@@ -314,27 +318,15 @@ def _run(
                 "it no examples"
             )
         cbs.append(stopper)
-    optimizer, schedule = build_optimizer(config), build_schedule(config)
     check_diagnose(config)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        locks.append(claim(out, config, resume=resume, overwrite=overwrite))
-        atomic_write_text(out / CONFIG_FILE, dumps(config))
         cbs += [MetricsLog(out / METRICS_FILE), Checkpoint(out / CHECKPOINT_FILE)]
     cbs.append(Progress(enabled=progress))
-    trainer = Trainer(
-        model,
-        loss=build_loss(config, loss),
-        optimizer=optimizer,
-        batch_size=config["train"]["batch_size"],
-        l2=config["model"]["l2"],
-        l1=config["model"]["l1"],
-        schedule=schedule,
-        callbacks=cbs + build_callbacks(config, has_dev=has_dev),
-        seed=streams(config["train"]["seed"])["train"],
-        augment=data.augment,
-        **build_trainer_options(config),
-    )
+    trainer = _trainer(config, model, loss, data, cbs + build_callbacks(config, has_dev=has_dev))
+    if out is not None:  # everything is checked: now the run directory is claimed and written
+        locks.append(claim(out, config, resume=resume, overwrite=overwrite))
+        atomic_write_text(out / CONFIG_FILE, dumps(config))
     history = trainer.fit(
         Xtr,
         ytr,
@@ -348,6 +340,13 @@ def _run(
         "dev": evaluate(trainer, *data.dev),
         "test": evaluate(trainer, *data.test),
     }
+    refit_info = None
+    if config["train"]["refit"] and has_dev:
+        epochs = history.best_epoch or len(history)
+        trainer = _refit(config, loss, data, epochs, progress)
+        model = trainer.model
+        results["test"] = evaluate(trainer, *data.test)
+        refit_info = {"epochs": epochs, "n_rows": int(Xtr.shape[0] + data.dev[0].shape[0])}
     summary: dict[str, Any] = {
         **results,
         "best_epoch": history.best_epoch,
@@ -362,6 +361,8 @@ def _run(
         "n_params": model.n_params,
         "loss_function": loss,
     }
+    if refit_info is not None:
+        summary["refit"] = refit_info
     if data.preprocessor is not None:
         summary["columns"] = data.extra.get("columns")
         summary["data_report"] = data.extra.get("data_report")
@@ -394,6 +395,50 @@ def _run(
             summary["plots"] = _plots(history, out)
         atomic_write_text(out / SUMMARY_FILE, json.dumps(public_summary(summary), indent=2) + "\n")
     return summary
+
+
+def _trainer(
+    config: dict[str, Any], model: Any, loss: str, data: PreparedData, callbacks: list[Callback]
+) -> Trainer:
+    """The Trainer of ``config`` for ``model``, with a fresh optimizer and schedule."""
+    return Trainer(
+        model,
+        loss=build_loss(config, loss),
+        optimizer=build_optimizer(config),
+        batch_size=config["train"]["batch_size"],
+        l2=config["model"]["l2"],
+        l1=config["model"]["l1"],
+        schedule=build_schedule(config),
+        callbacks=callbacks,
+        seed=streams(config["train"]["seed"])["train"],
+        augment=data.augment,
+        **build_trainer_options(config),
+    )
+
+
+def _refit(
+    config: dict[str, Any], loss: str, data: PreparedData, epochs: int, progress: bool | None
+) -> Trainer:
+    """Train the config's model again, from the same initial weights, on train + dev for the
+    ``epochs`` the early-stopped run found best (``train.refit``): the selection used the dev
+    set, the final model learns from it too. Test metrics then come from this model; train
+    and dev metrics (and the diagnosis) stay those of the selection run."""
+    X = np.concatenate([data.train[0], data.dev[0]])
+    y = np.concatenate([data.train[1], data.dev[1]])
+    weights = None
+    if data.train_weight is not None:
+        dev_weight = data.dev_weight if data.dev_weight is not None else np.ones(len(data.dev[1]))
+        weights = np.concatenate([data.train_weight, dev_weight])
+    embed = data.preprocessor.embed_spec() if data.preprocessor is not None else None
+    model = build_model(config, X.shape[1], data.n_outputs, loss, embed)
+    if config["train"]["device"] == "gpu":
+        model.to("cupy")
+    # a plateau schedule reacts to the dev set, which is now training data: not replayed
+    extras = (build_averaging(config), build_snapshots(config))
+    callbacks = [Progress(enabled=progress), *(cb for cb in extras if cb is not None)]
+    trainer = _trainer(config, model, loss, data, callbacks)
+    trainer.fit(X, y, epochs=epochs, sample_weight=weights)
+    return trainer
 
 
 def check_diagnose(config: dict[str, Any]) -> None:
