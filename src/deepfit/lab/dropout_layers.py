@@ -150,7 +150,7 @@ def run(out: Path, quick: bool = False) -> LabResult:
         raise FileNotFoundError("the dropout-per-layer experiment needs the MNIST subset")
     if quick:
         variants = {k: v for k, v in VARIANTS.items() if "pattern" not in k}
-        seeds, n_train, n_dev, epochs = [0], 300, 500, 15
+        seeds, n_train, n_dev, epochs = [0], 300, 1000, 15
     else:
         variants, seeds, n_train, n_dev, epochs = VARIANTS, [0, 1, 2, 3], 500, 2000, 40
     results = measure(variants, seeds, n_train, n_dev, epochs)
