@@ -299,6 +299,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "seed": key(0, number(0, integer=True)),
         "device": key("cpu", choice("cpu", "gpu")),
         "dtype": key("float32", choice("float32", "float64")),
+        "refit": key(
+            False,
+            boolean(),
+            "after early stopping, train again on train + dev for the best number of epochs",
+        ),
         "clip_norm": key(
             0.0, number(0), "clip the gradient to this global L2 norm before each step (0: off)"
         ),

@@ -37,6 +37,7 @@ class TableSplits:
     dev: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     train_weight: np.ndarray | None
+    dev_weight: np.ndarray | None
     task: str
     preprocessor: TablePreprocessor
     target: TargetEncoder
@@ -223,7 +224,7 @@ def prepare_table(
 
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     reports: dict[str, dict[str, Any]] = {}
-    weight = np.empty(0)
+    weights: dict[str, np.ndarray | None] = {"train": None, "dev": None}
     for part, t in tables.items():
         if t.n_rows:
             X, report = pre.transform(t)
@@ -233,8 +234,8 @@ def prepare_table(
             y = np.zeros(0, dtype=np.int64 if task == "classification" else np.float32)
         arrays[part] = (X, y)
         reports[part] = report.to_dict()
-        if part == "train":
-            weight = sample_weights(
+        if part in weights and t.n_rows:
+            weights[part] = sample_weights(
                 t,
                 cfg["weight"],
                 y if task == "classification" else None,
@@ -247,7 +248,8 @@ def prepare_table(
         train=arrays["train"],
         dev=arrays["dev"],
         test=arrays["test"],
-        train_weight=weight,
+        train_weight=weights["train"],
+        dev_weight=weights["dev"],
         task=task,
         preprocessor=pre,
         target=target,
