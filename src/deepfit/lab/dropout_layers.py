@@ -137,7 +137,7 @@ def figure(results: dict[str, Any], out: Path) -> None:
             color=["#c7c7c7", "#1f77b4", "#2ca02c"][k],
         )
     ax.set_xticks(x, [label.replace(" on the ", "\non the ") for label in labels], fontsize=7)
-    ax.set_ylim(0.8, 1.01)
+    ax.set_ylim(0.85, 1.005)
     ax.set_ylabel("accuracy (mean over seeds)")
     ax.set_title("784-512-32-10 on MNIST digits: where to drop", fontsize=9)
     ax.legend(fontsize=7)
