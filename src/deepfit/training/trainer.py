@@ -172,6 +172,7 @@ class Trainer:
         self.epochs = 0
         self.batches_per_epoch = 0
         self.n_train = 0
+        self.feature_names: list[str] | None = None  # a DataFrame's columns, set by fit
         self.data_digest = ""
         self.stop_training = False
         self.stop_reason: str | None = None
@@ -185,8 +186,37 @@ class Trainer:
     def task(self) -> str:
         return self.loss.task
 
+    def _features(self, X: Any, name: str, *, fitting: bool = False) -> np.ndarray:
+        """``X`` as a numeric array. A DataFrame's columns are matched *by name* to those it
+        was fitted on (any order; a missing column is refused naming it); text columns are
+        refused: encode them first, or use the table path (``deepfit train --data``, the
+        scikit-learn estimators), which encodes categories."""
+        columns = getattr(X, "columns", None)
+        if columns is not None and hasattr(X, "iloc"):
+            names = [str(c) for c in columns]
+            if fitting:
+                self.feature_names = names
+            elif self.feature_names is not None:
+                missing = [n for n in self.feature_names if n not in names]
+                if missing:
+                    raise DataError(
+                        f"{name}: no column {missing[0]!r}; the model was fitted on columns "
+                        f"{', '.join(self.feature_names)}"
+                    )
+                order = [names.index(n) for n in self.feature_names]
+                X, names = X.iloc[:, order], list(self.feature_names)
+            for column_name, dtype in zip(names, X.dtypes, strict=True):
+                if getattr(dtype, "kind", "O") not in "iufb":
+                    raise DataError(
+                        f"{name}: column {column_name!r} holds text ({dtype}); the Trainer takes "
+                        "numbers: encode it, or use deepfit train --data / deepfit.sklearn, "
+                        "which encode categories"
+                    )
+            X = X.to_numpy()
+        return _as_features(X, name)
+
     def _check_xy(self, X: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-        X = _as_features(X, f"{name} X")
+        X = self._features(X, f"{name} X", fitting=name == "training data")
         y = np.asarray(y)
         if y.shape[0] != X.shape[0]:
             raise DataError(
@@ -449,14 +479,14 @@ class Trainer:
     def predict(self, X: Any, batch_size: int = 4096) -> np.ndarray:
         """Predictions in inference mode: class probabilities for classification (softmax
         rows, or the positive-class probability column for binary), values for regression."""
-        X = _as_features(X, "X")
+        X = self._features(X, "X")
         return self.loss.output(self.model.predict(X, batch_size=batch_size))
 
     def predict_classes(self, X: Any, batch_size: int = 4096) -> np.ndarray:
         """Class indices ``0..K-1`` (classification only)."""
         if self.task != "classification":
             raise DeepfitError("predict_classes is for classification; use predict")
-        logits = self.model.predict(_as_features(X, "X"), batch_size=batch_size)
+        logits = self.model.predict(self._features(X, "X"), batch_size=batch_size)
         if isinstance(self.loss, SigmoidBinaryCrossEntropy):
             return (logits[:, 0] > 0).astype(np.int64)
         return logits.argmax(axis=1)
