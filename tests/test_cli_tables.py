@@ -8,6 +8,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_cli import deepfit
@@ -127,3 +128,34 @@ def test_resume_refuses_other_data_at_the_same_path(tmp_path):
     )  # fmt: skip
     assert done.returncode != 0
     assert "data differs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_regression_npz_in_the_thousands_with_whole_number_targets(tmp_path):
+    """Targets are standardized inside the model and predicted in their units; a test file
+    whose regression targets happen to be whole numbers stays regression (issue 14 item 1)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    y = np.round(2000 * X[:, 0] - 1000 * X[:, 1] + 50_000)  # whole numbers, thousands
+    np.savez(tmp_path / "train.npz", X=X[:500], y=y[:500])
+    np.savez(tmp_path / "test.npz", X=X[500:], y=y[500:])
+    small = np.round(X[500:510, 0] > 0).astype(float)  # 0/1 targets: look like classes
+    np.savez(tmp_path / "binary_looking.npz", X=X[500:510], y=small)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[data]\nsource = "npz"\npath = "train.npz"\ntask = "regression"\n'
+        "[model]\nhidden = [32]\n[train]\nepochs = 60\nlr = 0.01\n"
+    )
+    out = tmp_path / "run"
+    deepfit("train", config, "--out", out, "-q")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test"]["r2"] > 0.95
+    result = json.loads(
+        deepfit("evaluate", out / "model.npz", tmp_path / "test.npz", "--json").stdout
+    )
+    assert result[str(tmp_path / "test.npz")]["r2"] > 0.95
+    odd = deepfit("evaluate", out / "model.npz", tmp_path / "binary_looking.npz", "--json")
+    assert "r2" in json.loads(odd.stdout)[str(tmp_path / "binary_looking.npz")]
+    inputs = tmp_path / "inputs.csv"
+    inputs.write_text("x0,x1,x2\n1,0,0\n")
+    value = float(deepfit("predict", out / "model.npz", inputs).stdout.splitlines()[1])
+    assert abs(value - 52_000) < 800  # in the target's units

@@ -249,7 +249,7 @@ def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
         return labelled_image_inputs(path, bundle.image_shape, bundle.class_names)
     if path.suffix == ".npz":
-        ds = npz(path)
+        ds = npz(path, task="regression" if bundle.loss == "mse" else "classification")
         y = ds.y
         if bundle.class_names is not None and ds.class_names is not None:
             y = encode_labels(
@@ -316,6 +316,8 @@ def evaluate(
         else:
             X, y = _read_labelled(bundle, path)
             X = bundle.transform(X)
+            if bundle.target is not None and bundle.loss == "mse":
+                y = bundle.target.encode(y, where=str(path))  # as the model was trained
         logits = bundle.model.predict(X)
         loss = get_loss(bundle.loss)
         result: dict[str, float] = {"n": int(X.shape[0]), "loss": loss.forward(logits, y)}

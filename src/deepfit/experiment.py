@@ -36,6 +36,7 @@ from deepfit.build import (
 from deepfit.bundle import ModelBundle
 from deepfit.checks.biasvariance import LearningCurve, diagnose, diagnose_metrics
 from deepfit.config import ConfigError, dumps
+from deepfit.data.preprocess import TargetEncoder
 from deepfit.errors import DataError, DeepfitError
 from deepfit.io import FileLock, atomic_write_text, save
 from deepfit.rundir import (
@@ -111,8 +112,12 @@ def prepare_table_data(config: dict[str, Any], table: Any = None) -> PreparedDat
     )
 
 
-def _load_file(path: str, cfg: dict[str, Any]) -> datasets.Dataset:
-    task = None if cfg["task"] == "auto" else cfg["task"]
+def _load_file(path: str, cfg: dict[str, Any], task: str | None = None) -> datasets.Dataset:
+    """A data file of the config's source; ``task`` (the training data's, for a separate dev
+    or test file) wins over ``data.task`` and over any guess from this file's values."""
+    task = task or (None if cfg["task"] == "auto" else cfg["task"])
+    if cfg["source"] == "images":
+        return datasets.images(path, cfg["image_size"], cfg["color"])
     if path.endswith(".npz"):
         return datasets.npz(path, task=task)
     return datasets.csv(path, target=cfg["target"], task=task)
@@ -168,7 +173,7 @@ def prepare(config: dict[str, Any]) -> PreparedData:
         test = (official_test.X, _relabel(official_test, main, "test set"))
     for field_name in ("dev_path", "test_path"):
         if cfg[field_name]:
-            extra = _load_file(cfg[field_name], cfg)
+            extra = _load_file(cfg[field_name], cfg, task=main.task)
             if extra.n_features != main.n_features:
                 raise DataError(
                     f"{cfg[field_name]}: {extra.n_features} features, the training data has "
@@ -214,16 +219,21 @@ def prepare(config: dict[str, Any]) -> PreparedData:
             "shift": lambda: datasets.RandomShift(main.image_shape, max_shift=2),
         }
         augment = datasets.Compose(*(parts[name]() for name in cfg["augment"]))
+    target = None
     if main.task == "classification":
         n_outputs = len(main.class_names)
         if n_outputs < 2:
             raise DataError(f"{main.name}: a single class; classification needs at least two")
     else:
         n_outputs = 1 if ytr.ndim == 1 else ytr.shape[1]
+        # targets standardized on the training split; the model file maps predictions back
+        target = TargetEncoder("regression").fit(ytr, where=f"{main.name}: y")
+        ytr, yd, yte = (target.encode(v) if len(v) else v for v in (ytr, yd, yte))
     return PreparedData(
         train=(normalized(Xtr), ytr),
         dev=(normalized(Xd), yd),
         test=(normalized(Xte), yte),
+        target=target,
         task=main.task,
         n_outputs=n_outputs,
         standardizer=standardizer,
