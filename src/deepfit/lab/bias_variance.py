@@ -140,7 +140,7 @@ def run(out: Path, quick: bool = False) -> LabResult:
             f"digits (auto split, standardized), one hidden ReLU layer of {widths} units, "
             f"Adam lr 0.01, batch 64, {epochs} epochs on the full training split and "
             f"epochs / fraction on fractions {list(fractions)} of it "
-            "(deepfit.experiment.learning_curve); verdicts by deepfit.checks.diagnose with "
+            "(deepfit.experiment.learning_curve); verdicts by checks.biasvariance.diagnose, "
             f"Bayes error {BAYES}, tolerance {TOLERANCE}."
         ),
         rows=rows,
