@@ -54,3 +54,6 @@ def test_every_registered_experiment_exists_and_has_a_committed_table():
         for ext in ("png", "md", "json"):
             assert (docs / "lab" / f"{name}.{ext}").exists(), (name, ext)
         assert f"lab/{name}.png" in notes, name
+        committed = json.loads((docs / "lab" / f"{name}.json").read_text(encoding="utf-8"))
+        # the committed tables come from full runs whose every claim check holds
+        assert committed["quick"] is False and all(committed["checks"].values()), name
