@@ -57,3 +57,11 @@ def test_every_registered_experiment_exists_and_has_a_committed_table():
         committed = json.loads((docs / "lab" / f"{name}.json").read_text(encoding="utf-8"))
         # the committed tables come from full runs whose every claim check holds
         assert committed["quick"] is False and all(committed["checks"].values()), name
+
+
+def test_missing_mnist_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEEPFIT_MNIST10K", str(tmp_path / "nowhere"))
+    assert main(["lab", "minibatch", "--quick", "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "nowhere: the MNIST subset is missing" in err and "'minibatch'" in err
+    assert len(err.splitlines()) == 1

@@ -166,6 +166,15 @@ def mnist_available() -> bool:
     return (mnist_dir() / "mnist10k-images-idx3-ubyte.gz").exists()
 
 
+def require_mnist(experiment: str) -> None:
+    """Refuse in one line, naming the folder, when the MNIST subset is missing."""
+    if not mnist_available():
+        raise DataError(
+            f"{mnist_dir()}: the MNIST subset is missing; lab experiment {experiment!r} needs "
+            f"it (set ${MNIST_ENV} to its folder)"
+        )
+
+
 _MNIST_CACHE: dict[str, Any] = {}
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from deepfit.lab._common import (
     LabResult,
-    mnist_available,
     mnist_config,
     pyplot,
+    require_mnist,
     row,
     run_config,
     save_figure,
@@ -124,8 +124,7 @@ def figure(results: dict[str, Any], out: Path) -> None:
 
 
 def run(out: Path, quick: bool = False) -> LabResult:
-    if not mnist_available():
-        raise FileNotFoundError("the augmentation experiment needs the MNIST subset")
+    require_mnist(NAME)
     if quick:
         variants = {k: VARIANTS[k] for k in ("none", "shift (2 px)")}
         n_train, n_dev, epochs = 300, 500, 20

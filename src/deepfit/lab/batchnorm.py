@@ -16,9 +16,9 @@ from deepfit.lab._common import (
     LabResult,
     config,
     mnist,
-    mnist_available,
     prepared,
     pyplot,
+    require_mnist,
     row,
     run_config,
     save_figure,
@@ -65,8 +65,7 @@ class Probe(Callback):
 
 
 def run(out: Path, quick: bool = False) -> LabResult:
-    if not mnist_available():
-        raise FileNotFoundError("the batch-norm experiment needs the MNIST subset")
+    require_mnist(NAME)
     n_train, epochs, every = (3000, 5, 10) if quick else (8000, 30, 100)
     Xtr, ytr, Xte, yte = mnist(n_train, 2000)
     data = prepared((Xtr, ytr), (Xte, yte), 10, name="mnist10k")

@@ -17,9 +17,9 @@ import numpy as np
 
 from deepfit.lab._common import (
     LabResult,
-    mnist_available,
     mnist_config,
     pyplot,
+    require_mnist,
     row,
     run_config,
     save_figure,
@@ -146,8 +146,7 @@ def figure(results: dict[str, Any], out: Path) -> None:
 
 
 def run(out: Path, quick: bool = False) -> LabResult:
-    if not mnist_available():
-        raise FileNotFoundError("the dropout-per-layer experiment needs the MNIST subset")
+    require_mnist(NAME)
     if quick:
         variants = {k: v for k, v in VARIANTS.items() if "pattern" not in k}
         seeds, n_train, n_dev, epochs = [0], 300, 1000, 15

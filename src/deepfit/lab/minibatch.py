@@ -20,9 +20,9 @@ from deepfit.lab._common import (
     LabResult,
     config,
     mnist,
-    mnist_available,
     prepared,
     pyplot,
+    require_mnist,
     row,
     run_config,
     save_figure,
@@ -157,8 +157,7 @@ def figure(results: dict[str, Any], target: float, out: Path) -> None:
 
 
 def run(out: Path, quick: bool = False) -> LabResult:
-    if not mnist_available():
-        raise FileNotFoundError("the mini-batch experiment needs the MNIST subset")
+    require_mnist(NAME)
     n_train, budget, probes, target = (1000, 0.5, 10, 1.0) if quick else (4000, 8.0, 20, 0.4)
     results = measure(n_train, budget, probes)
     rows, checks = table(results, target)
