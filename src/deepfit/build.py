@@ -91,6 +91,8 @@ def build_model(
         activation=m["activation"],
         init=normal(m["init_scale"]) if m["init"] == "normal" else m["init"],
         batchnorm=m["batchnorm"],
+        norm=None if m["norm"] == "none" else m["norm"],
+        residual=m["residual"],
         keep_prob=m["keep_prob"],
         rng=streams(config["train"]["seed"])["model"],
         dtype=config["train"]["dtype"],

@@ -279,6 +279,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
             0.01, number(0, lo_open=True), "std of init = 'normal' (course: x10 = 10)"
         ),
         "batchnorm": key(False, boolean()),
+        "norm": key(
+            "none",
+            choice("none", "batchnorm", "layernorm"),
+            "normalization in each hidden layer (batchnorm = true is norm = 'batchnorm')",
+        ),
+        "residual": key(False, boolean(), "residual blocks z + f(z) (the cocktail's skips)"),
         "keep_prob": key(1.0, keep_probs(), "dropout keep probability"),
         "l2": key(0.0, number(0), "L2 penalty lambda: lambda/(2m) sum ||W||^2"),
         "l1": key(0.0, number(0), "L1 penalty lambda: lambda/m sum |W|"),
@@ -410,19 +416,40 @@ class SpaceTable(dict):
     reads them, so ``deepfit train`` accepts and ignores the table. Nothing is filled in.
     """
 
-    def __init__(self, template: dict[str, Any]) -> None:
+    def __init__(self, template: dict[str, Any], *, switches: bool = False) -> None:
         super().__init__()  # empty: iterating items() fills no defaults
         self.template = template
+        self.switches = switches  # the top level also takes [tune.space.use]
 
     def __contains__(self, name: object) -> bool:
+        if self.switches and name == SWITCHES:
+            return True
         return name in self.template and not isinstance(self.template[name], OptionalTable)
 
     def __iter__(self):
-        return (k for k in self.template if k in self)
+        names = [k for k in self.template if k in self]
+        return iter([*names, SWITCHES] if self.switches else names)
 
     def __getitem__(self, name: str) -> Any:
+        if self.switches and name == SWITCHES:
+            return SwitchTable()
         spec = self.template[name]
         return SpaceTable(spec) if isinstance(spec, dict) else key("", search_expression())
+
+
+#: ``[tune.space.use]``: searched switches that are no config key, read by conditions
+#: (``keep_prob = "uniform(0.5, 0.95) if use.dropout"``); see :mod:`deepfit.tuning.space`.
+SWITCHES = "use"
+
+
+class SwitchTable(dict):
+    """``[tune.space.use]``: any name, each a search expression (nothing filled in)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __getitem__(self, name: str) -> Any:
+        return key("", search_expression())
 
 
 def search_expression() -> tuple[Check, str]:
@@ -438,6 +465,7 @@ def search_expression() -> tuple[Check, str]:
 
 TUNE_STRATEGIES = ("random", "grid", "coarse-to-fine", "tpe")
 TUNE_METRICS = ("dev_loss", "dev_accuracy", "dev_r2")
+TUNE_PRUNERS = ("median", "halving", "hyperband", "none")
 
 register_section(
     "tune",
@@ -450,12 +478,20 @@ register_section(
             ),
             "direction": key("auto", choice("auto", "minimize", "maximize")),
             "seed": key(0, number(0, integer=True), "seed of the search (not of training)"),
-            "pruning": key(True, boolean(), "stop hopeless trials early (median pruner)"),
+            "pruning": key(True, boolean(), "stop hopeless trials early (see tune.pruner)"),
+            "pruner": key(
+                "median",
+                choice(*TUNE_PRUNERS),
+                "Optuna's pruner: median, halving (successive halving), hyperband or none",
+            ),
+            "budget": key(
+                "", text(), "wall time of the search, e.g. '90s', '5m', '1h' ('': no limit)"
+            ),
             "rounds": key(3, number(1, integer=True), "coarse-to-fine: number of rounds"),
             "keep": key(
                 0.25, number(0, 1, lo_open=True), "coarse-to-fine: best fraction kept per round"
             ),
-            "space": SpaceTable(SCHEMA),
+            "space": SpaceTable(SCHEMA, switches=True),
         }
     ),
 )
@@ -563,6 +599,11 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key 'model.keep_prob' has {len(kp)} values for {len(hidden)} hidden layers "
             f"(model.hidden = {hidden})"
+        )
+    if model.get("batchnorm") and model.get("norm") not in (None, "none", "batchnorm"):
+        raise ConfigError(
+            f"config keys 'model.batchnorm' = true and 'model.norm' = {model['norm']!r} "
+            "contradict each other: choose one (model.norm = 'batchnorm' replaces batchnorm)"
         )
     _check_techniques(config.get("train", {}), model)
 
