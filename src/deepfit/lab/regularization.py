@@ -88,9 +88,9 @@ def mnist_run(keep_prob: float, data) -> dict:
     return run_config(cfg, data)
 
 
-def run(out: Path, quick: bool = False) -> LabResult:
-    seeds = [0] if quick else [0, 1, 2, 3, 4]
-    iterations = 30000
+def measure_toy(seeds: list[int], iterations: int):
+    """Train / test accuracy of every variant on every data seed, and seed 0's trainers (for
+    the decision boundaries) and data."""
     toy_results: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     trainers = {}
     for seed in seeds:
@@ -101,8 +101,11 @@ def run(out: Path, quick: bool = False) -> LabResult:
             if seed == 0:
                 trainers[variant] = summary["trainer"]
                 data0 = data
+    return toy_results, trainers, data0
 
-    sizes = [] if quick or not mnist_available() else [1000]
+
+def measure_mnist(sizes: list[int]) -> dict[int, dict[str, float]]:
+    """Train / test accuracy without and with dropout on ``n`` MNIST digits."""
     mnist_results: dict[int, dict[str, float]] = {}
     for n in sizes:
         Xm, ym, Xt, yt = mnist(n, 2000)
@@ -116,9 +119,18 @@ def run(out: Path, quick: bool = False) -> LabResult:
             "dropout_test": drop["test"]["accuracy"],
             "epochs": none["epochs_run"],
         }
+    return mnist_results
 
+
+def gaps(toy_results: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """Mean train minus mean test accuracy per variant."""
     mean = {v: np.mean(r, axis=0) for v, r in toy_results.items()}
-    gap = {v: float(m[0] - m[1]) for v, m in mean.items()}
+    return {v: float(m[0] - m[1]) for v, m in mean.items()}
+
+
+def table(toy_results, mnist_results, seeds: list[int], quick: bool) -> tuple[list, dict]:
+    mean = {v: np.mean(r, axis=0) for v, r in toy_results.items()}
+    gap = gaps(toy_results)
     rows = []
     for variant in VARIANTS:
         tr, te = mean[variant]
@@ -157,7 +169,7 @@ def run(out: Path, quick: bool = False) -> LabResult:
                 "an earlier run saw no gain (0.900 / 0.900 at 1k digits)",
             )
         )
-    if not sizes:
+    if not mnist_results:
         rows.append(
             row(
                 "MNIST subsets", "skipped", None, "quick run" if quick else "MNIST subset not found"
@@ -172,7 +184,11 @@ def run(out: Path, quick: bool = False) -> LabResult:
         checks["MNIST, a large network on 1,000 digits: dropout raises test accuracy"] = (
             min(gains) > 0
         )
+    return rows, checks
 
+
+def figure(toy_results, mnist_results, trainers, data0, out: Path) -> None:
+    gap = gaps(toy_results)
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
     for ax, variant in zip(axes[:3], VARIANTS, strict=True):
@@ -219,6 +235,15 @@ def run(out: Path, quick: bool = False) -> LabResult:
     fig.tight_layout()
     save_figure(fig, out / f"{NAME}.png", dpi=70)
 
+
+def run(out: Path, quick: bool = False) -> LabResult:
+    seeds = [0] if quick else [0, 1, 2, 3, 4]
+    iterations = 30000
+    toy_results, trainers, data0 = measure_toy(seeds, iterations)
+    sizes = [] if quick or not mnist_available() else [1000]
+    mnist_results = measure_mnist(sizes)
+    rows, checks = table(toy_results, mnist_results, seeds, quick)
+    figure(toy_results, mnist_results, trainers, data0, out)
     return LabResult(
         name=NAME,
         title=TITLE,
@@ -241,7 +266,7 @@ def run(out: Path, quick: bool = False) -> LabResult:
         checks=checks,
         data={
             "toy": {v: [list(p) for p in r] for v, r in toy_results.items()},
-            "gap": gap,
+            "gap": gaps(toy_results),
             "mnist": {str(n): r for n, r in mnist_results.items()},
         },
         figure=f"{NAME}.png",
