@@ -97,6 +97,9 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         if columns["dropped"]:
             dropped = ", ".join(f"{k} ({v})" for k, v in columns["dropped"].items())
             typer.echo(f"  not used: {dropped}")
+    missing = ((summary.get("data_report") or {}).get("train") or {}).get("missing")
+    if missing:
+        typer.echo("  missing cells (train): " + ", ".join(f"{k} {v}" for k, v in missing.items()))
     for note in summary.get("notes") or []:
         typer.echo(f"  note: {note}")
     typer.echo("\n".join(rows))
@@ -104,6 +107,12 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         f"  best epoch {summary['best_epoch']} of {summary['epochs_run']} "
         f"({summary['stop_reason']}), {summary['seconds']:.1f} s"
     )
+    refit = summary.get("refit")
+    if refit:
+        typer.echo(
+            f"  refitted on train + dev ({refit['n_rows']} rows) for {refit['epochs']} epochs: "
+            "the test metrics and model.npz are the refitted model's"
+        )
     if summary.get("diagnosis"):
         from deepfit.checks.biasvariance import Diagnosis
 
