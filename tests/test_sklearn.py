@@ -363,9 +363,12 @@ def test_named_schedules(schedule):
         ({"hidden_layer_sizes": (8, 0)}, r"hidden_layer_sizes\[1\]"),
         ({"hidden_layer_sizes": (8,), "keep_prob": (0.5, 0.5)}, "keep_prob has 2 values"),
         ({"keep_prob": (0.5, 1.5), "hidden_layer_sizes": (4, 4)}, r"keep_prob\[1\]"),
-        ({"schedule": "exponential", "decay_rate": 2.0}, "decay_rate must be in"),
+        (
+            {"schedule": "exponential", "decay_rate": 2.0},
+            r"decay_rate \(schedule='exponential'\) must be a number in \(0, 1\]",
+        ),
         ({"schedule": "cosine", "min_learning_rate": 1.0}, "min_learning_rate"),
-        ({"schedule": {"kind": "nope"}}, "schedule="),
+        ({"schedule": {"kind": "nope"}}, r"schedule\['kind'\] must be one of"),
     ],
 )
 def test_invalid_hyperparameters_name_the_parameter(params, match):

@@ -53,6 +53,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from deepfit.build import (
+    build_callbacks,
+    build_early_stopping,
+    build_loss,
+    build_optimizer,
+    build_schedule,
+    build_trainer_options,
+)
+from deepfit.config import SCHEDULE_KINDS, SCHEMA, ConfigError, validate
 from deepfit.data.columns import infer_roles
 from deepfit.data.preprocess import TablePreprocessor
 from deepfit.data.split import train_dev_test_split
@@ -61,16 +70,53 @@ from deepfit.errors import DeepfitError
 from deepfit.nn.activations import ACTIVATIONS
 from deepfit.nn.init import INITIALIZERS
 from deepfit.nn.sequential import Sequential, mlp
-from deepfit.optim import schedules
-from deepfit.optim.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
-from deepfit.training.callbacks import Callback, EarlyStopping, Progress
+from deepfit.training.callbacks import Callback, Progress, SnapshotEnsemble
 from deepfit.training.history import History
 from deepfit.training.trainer import Trainer
 
 __all__ = ["DeepFitClassifier", "DeepFitRegressor"]
 
-SCHEDULE_NAMES = ("constant", "inverse_time", "inverse_sqrt", "exponential", "step", "cosine")
+SCHEDULE_NAMES = SCHEDULE_KINDS
 _SEED_MAX = np.iinfo(np.int32).max
+_TECHNIQUES = ("plateau", "averaging", "lookahead", "mixup", "snapshots")
+
+# The estimator parameter behind each [train] config key, so that a config error names it
+# (the key "train.beta" depends on the optimizer and is added per call).
+_PARAMETER_OF = {
+    "train.optimizer": "optimizer",
+    "train.lr": "learning_rate",
+    "train.beta1": "beta1",
+    "train.beta2": "beta2",
+    "train.eps": "eps",
+    "train.weight_decay": "weight_decay",
+    "train.batch_size": "batch_size",
+    "train.epochs": "max_epochs",
+    "train.dtype": "dtype",
+    "train.clip_norm": "clip_norm",
+    "train.label_smoothing": "label_smoothing",
+    "train.early_stopping": "early_stopping",
+    "train.early_stopping.enabled": "early_stopping",
+    "train.early_stopping.patience": "patience",
+    "train.early_stopping.min_delta": "min_delta",
+    "train.early_stopping.start_from_epoch": "start_from_epoch",
+    "train.early_stopping.baseline": "baseline",
+    **{f"train.{table}": table for table in _TECHNIQUES},
+    **{
+        f"train.{table}.{key}": table if key in ("enabled", "kind") else f"{table}_{key}"
+        for table in _TECHNIQUES
+        for key in SCHEMA["train"][table]
+    },
+}
+
+# Named schedules: the [train.schedule] key each schedule parameter sets.
+_SCHEDULE_KEYS = {
+    "inverse_time": {"rate": "decay_rate", "interval": "decay_steps"},
+    "inverse_sqrt": {"rate": "decay_rate"},
+    "exponential": {"k": "decay_rate"},
+    "step": {"every": "decay_steps", "factor": "decay_rate"},
+    "cosine": {"total": "decay_steps", "lr_min": "min_learning_rate"},
+    "sgdr": {"period": "decay_steps", "mult": "restart_mult", "lr_min": "min_learning_rate"},
+}
 
 
 class _ShiftedSchedule:
@@ -109,25 +155,49 @@ class _DeepFitBase(BaseEstimator):
         "init": [StrOptions(set(INITIALIZERS)), callable],
         "batchnorm": ["boolean"],
         "bn_momentum": [Interval(Real, 0, 1, closed="left")],
+        "norm": [StrOptions({"batchnorm", "layernorm"}), None],
+        "residual": ["boolean"],
         "keep_prob": [Interval(Real, 0, 1, closed="right"), "array-like"],
         "l2": [Interval(Real, 0, None, closed="left")],
         "l1": [Interval(Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "mixup": [StrOptions({"mixup", "cutmix"}), None],
+        "mixup_alpha": [Interval(Real, 0, None, closed="neither")],
+        "mixup_prob": [Interval(Real, 0, 1, closed="both")],
         "optimizer": [StrOptions({"sgd", "momentum", "rmsprop", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "beta1": [Interval(Real, 0, 1, closed="left")],
         "beta2": [Interval(Real, 0, 1, closed="left"), None],
         "eps": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "lookahead": ["boolean"],
+        "lookahead_k": [Interval(Integral, 1, None, closed="left")],
+        "lookahead_alpha": [Interval(Real, 0, 1, closed="right")],
         "schedule": [StrOptions(set(SCHEDULE_NAMES)), dict, callable, None],
         "decay_rate": [Interval(Real, 0, None, closed="neither"), None],
         "decay_steps": [Interval(Integral, 1, None, closed="left"), None],
         "min_learning_rate": [Interval(Real, 0, None, closed="left")],
+        "restart_mult": [Interval(Integral, 1, None, closed="left")],
+        "plateau": ["boolean"],
+        "plateau_factor": [Interval(Real, 0, 1, closed="neither")],
+        "plateau_patience": [Interval(Integral, 0, None, closed="left")],
+        "plateau_threshold": [Interval(Real, 0, None, closed="left")],
+        "plateau_cooldown": [Interval(Integral, 0, None, closed="left")],
+        "plateau_min_lr": [Interval(Real, 0, None, closed="left")],
+        "averaging": [StrOptions({"swa", "ema"}), None],
+        "averaging_start": [Interval(Integral, 0, None, closed="left")],
+        "averaging_decay": [Interval(Real, 0, 1, closed="left")],
+        "snapshots": ["boolean"],
+        "snapshots_keep": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "patience": [Interval(Integral, 0, None, closed="left")],
         "min_delta": [Interval(Real, 0, None, closed="left")],
+        "start_from_epoch": [Interval(Integral, 0, None, closed="left")],
+        "baseline": [Interval(Real, None, None, closed="neither"), None],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -145,25 +215,49 @@ class _DeepFitBase(BaseEstimator):
         init="he",
         batchnorm=False,
         bn_momentum=0.9,
+        norm=None,
+        residual=False,
         keep_prob=1.0,
         l2=0.0,
         l1=0.0,
+        label_smoothing=0.0,
+        clip_norm=None,
+        mixup=None,
+        mixup_alpha=0.2,
+        mixup_prob=1.0,
         optimizer="adam",
         learning_rate=0.001,
         beta1=0.9,
         beta2=None,
         eps=1e-8,
         weight_decay=0.0,
+        lookahead=False,
+        lookahead_k=5,
+        lookahead_alpha=0.5,
         schedule=None,
         decay_rate=None,
         decay_steps=None,
         min_learning_rate=0.0,
+        restart_mult=1,
+        plateau=False,
+        plateau_factor=0.1,
+        plateau_patience=5,
+        plateau_threshold=1e-4,
+        plateau_cooldown=0,
+        plateau_min_lr=0.0,
+        averaging=None,
+        averaging_start=0,
+        averaging_decay=0.999,
+        snapshots=False,
+        snapshots_keep=0,
         batch_size=64,
         max_epochs=200,
         early_stopping=False,
         validation_fraction=0.1,
         patience=10,
         min_delta=0.0,
+        start_from_epoch=0,
+        baseline=None,
         warm_start=False,
         random_state=None,
         verbose=False,
@@ -176,25 +270,49 @@ class _DeepFitBase(BaseEstimator):
         self.init = init
         self.batchnorm = batchnorm
         self.bn_momentum = bn_momentum
+        self.norm = norm
+        self.residual = residual
         self.keep_prob = keep_prob
         self.l2 = l2
         self.l1 = l1
+        self.label_smoothing = label_smoothing
+        self.clip_norm = clip_norm
+        self.mixup = mixup
+        self.mixup_alpha = mixup_alpha
+        self.mixup_prob = mixup_prob
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
         self.weight_decay = weight_decay
+        self.lookahead = lookahead
+        self.lookahead_k = lookahead_k
+        self.lookahead_alpha = lookahead_alpha
         self.schedule = schedule
         self.decay_rate = decay_rate
         self.decay_steps = decay_steps
         self.min_learning_rate = min_learning_rate
+        self.restart_mult = restart_mult
+        self.plateau = plateau
+        self.plateau_factor = plateau_factor
+        self.plateau_patience = plateau_patience
+        self.plateau_threshold = plateau_threshold
+        self.plateau_cooldown = plateau_cooldown
+        self.plateau_min_lr = plateau_min_lr
+        self.averaging = averaging
+        self.averaging_start = averaging_start
+        self.averaging_decay = averaging_decay
+        self.snapshots = snapshots
+        self.snapshots_keep = snapshots_keep
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.min_delta = min_delta
+        self.start_from_epoch = start_from_epoch
+        self.baseline = baseline
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -228,56 +346,125 @@ class _DeepFitBase(BaseEstimator):
                 raise ValueError(f"keep_prob[{i}] must be a float in (0, 1], got {p!r}")
         return [float(p) for p in probs]
 
-    def _make_optimizer(self) -> Optimizer:
-        lr, wd = float(self.learning_rate), float(self.weight_decay)
-        if self.optimizer == "sgd":
-            return SGD(lr, weight_decay=wd)
-        if self.optimizer == "momentum":
-            return Momentum(lr, beta=float(self.beta1), weight_decay=wd)
-        if self.optimizer == "rmsprop":
-            beta = 0.9 if self.beta2 is None else float(self.beta2)
-            return RMSprop(lr, beta=beta, eps=float(self.eps), weight_decay=wd)
-        beta2 = 0.999 if self.beta2 is None else float(self.beta2)
-        return Adam(lr, float(self.beta1), beta2, float(self.eps), weight_decay=wd)
-
-    def _make_schedule(self) -> Any:
-        s, lr, rate = self.schedule, float(self.learning_rate), self.decay_rate
+    def _schedule_table(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """``[train.schedule]`` of the ``schedule`` hyperparameter (constant for a callable,
+        which the trainer gets as it is), and the parameter behind each of its keys."""
+        s = self.schedule
         if s is None or callable(s):
-            return s
+            return {"kind": "constant"}, {}
         if isinstance(s, dict):
-            try:
-                return schedules.from_config(_with_lr0(s, lr))
-            except DeepfitError as exc:
-                raise ValueError(f"schedule={s!r}: {exc}") from None
-        if s in ("exponential", "step") and rate is not None and not 0 < rate <= 1:
-            raise ValueError(
-                f"decay_rate must be in (0, 1] for schedule={s!r} (the learning rate is "
-                f"multiplied by it), got {rate!r}"
-            )
-        if s == "cosine" and self.min_learning_rate > lr:
+            table = _schedule_table_of(s)
+            keys = (*SCHEMA["train"]["schedule"], *table)
+            names = {f"train.schedule.{k}": f"schedule[{k!r}]" for k in keys}
+            if "lr0" in table:
+                names["train.lr"] = "schedule['lr0']"
+            return table, {"train.schedule": f"schedule={s!r}", **names}
+        if s in ("cosine", "sgdr") and self.min_learning_rate > self.learning_rate:
             raise ValueError(
                 f"min_learning_rate={self.min_learning_rate!r} must not exceed "
-                f"learning_rate={lr!r} for schedule='cosine'"
+                f"learning_rate={self.learning_rate!r} for schedule={s!r}"
             )
-        try:
-            if s == "constant":
-                return schedules.Constant(lr)
-            if s == "inverse_time":
-                return schedules.InverseTime(lr, 1.0 if rate is None else float(rate))
-            if s == "inverse_sqrt":
-                return schedules.InverseSqrt(lr, 1.0 if rate is None else float(rate))
-            if s == "exponential":
-                return schedules.Exponential(lr, 0.95 if rate is None else float(rate))
-            if s == "step":
-                every = 10 if self.decay_steps is None else int(self.decay_steps)
-                return schedules.Step(lr, every, 0.5 if rate is None else float(rate))
-            total = self.max_epochs if self.decay_steps is None else self.decay_steps
-            return schedules.Cosine(lr, int(total), float(self.min_learning_rate))
-        except DeepfitError as exc:
+        table: dict[str, Any] = {"kind": s}
+        names = {"train.schedule": "schedule", "train.schedule.kind": "schedule"}
+        for key, name in _SCHEDULE_KEYS.get(s, {}).items():
+            value = getattr(self, name)
+            if value is not None:
+                table[key] = int(value) if isinstance(value, Integral) else float(value)
+            names[f"train.schedule.{key}"] = f"{name} (schedule={s!r})"
+        return table, names
+
+    def _config(self, has_dev: bool) -> tuple[dict[str, Any], dict[str, str]]:
+        """The deepfit config these hyperparameters mean (its ``[train]`` table; the network
+        is built from them directly), and the parameter behind each config key."""
+        schedule, names = self._schedule_table()
+        momentum = self.optimizer == "momentum"
+        names = {**_PARAMETER_OF, "train.beta": "beta1" if momentum else "beta2", **names}
+        beta2 = self.beta2
+        train = {
+            "optimizer": self.optimizer,
+            "lr": float(schedule.pop("lr0", self.learning_rate)),
+            "beta": float(self.beta1 if momentum else 0.9 if beta2 is None else beta2),
+            "beta1": float(self.beta1),
+            "beta2": 0.999 if beta2 is None else float(beta2),
+            "eps": float(self.eps),
+            "weight_decay": float(self.weight_decay),
+            "batch_size": int(self.batch_size),
+            "epochs": int(self.max_epochs),
+            "dtype": self.dtype,
+            "clip_norm": 0.0 if self.clip_norm is None else float(self.clip_norm),
+            "label_smoothing": float(self.label_smoothing),
+            "schedule": schedule,
+            "early_stopping": {
+                "enabled": bool(self.early_stopping),
+                "patience": int(self.patience),
+                "min_delta": float(self.min_delta),
+                "start_from_epoch": int(self.start_from_epoch),
+                "baseline": 0.0 if self.baseline is None else float(self.baseline),
+            },
+            "plateau": {
+                "enabled": bool(self.plateau),
+                "monitor": "dev_loss" if has_dev else "train_loss",
+                "factor": float(self.plateau_factor),
+                "patience": int(self.plateau_patience),
+                "threshold": float(self.plateau_threshold),
+                "cooldown": int(self.plateau_cooldown),
+                "min_lr": float(self.plateau_min_lr),
+            },
+            "averaging": {
+                "kind": self.averaging or "none",
+                "start": int(self.averaging_start),
+                "decay": float(self.averaging_decay),
+            },
+            "lookahead": {
+                "enabled": bool(self.lookahead),
+                "k": int(self.lookahead_k),
+                "alpha": float(self.lookahead_alpha),
+            },
+            "mixup": {
+                "kind": self.mixup or "none",
+                "alpha": float(self.mixup_alpha),
+                "prob": float(self.mixup_prob),
+            },
+            "snapshots": {"enabled": bool(self.snapshots), "keep": int(self.snapshots_keep)},
+        }
+        return {"model": {"loss": self._loss}, "train": train}, names
+
+    def _build(self, has_dev: bool) -> dict[str, Any]:
+        """Loss, optimizer, schedule, early stopping, technique callbacks and trainer options,
+        built by :mod:`deepfit.build` from the config of the hyperparameters. Checks what the
+        constraint table cannot say; raises ``ValueError`` naming the parameter before
+        anything is changed. ``has_dev``: the fit has a validation set (the plateau then
+        watches the validation loss, else the training loss)."""
+        self._keep_probs(len(self._hidden()))
+        if self.label_smoothing and self._loss == "mse":
+            raise ValueError("label_smoothing applies to DeepFitClassifier only")
+        if self.batchnorm and self.norm not in (None, "batchnorm"):
             raise ValueError(
-                f"schedule={s!r} with decay_rate={rate!r}, decay_steps={self.decay_steps!r}, "
-                f"min_learning_rate={self.min_learning_rate!r}: {exc}"
-            ) from None
+                f"batchnorm=True and norm={self.norm!r} ask for two normalizations; choose one "
+                "(batchnorm=True is norm='batchnorm')"
+            )
+        raw, names = self._config(has_dev)
+        try:
+            config = validate(raw)
+            parts = {
+                "loss": build_loss(config, self._loss),
+                "optimizer": build_optimizer(config),
+                "schedule": self.schedule if callable(self.schedule) else build_schedule(config),
+                "early_stopping": build_early_stopping(config),
+                "callbacks": build_callbacks(config, has_dev=has_dev),
+                "options": build_trainer_options(config),
+            }
+        except ConfigError as exc:
+            raise ValueError(_in_parameters(str(exc), names)) from None
+        if self.snapshots and not any(
+            parts["schedule"].cycle_end(e) for e in range(int(self.max_epochs))
+        ):
+            raise ValueError(
+                f"snapshots=True: no warm-restart cycle of schedule={self.schedule!r} ends "
+                f"within max_epochs={self.max_epochs} (decay_steps is the first cycle's "
+                "length); raise max_epochs or shorten the cycle"
+            )
+        return parts
 
     def _seeds(self) -> tuple[np.random.Generator, np.random.Generator, int]:
         """Generators for the initial weights and dropout masks, and for shuffling, and the
@@ -290,24 +477,20 @@ class _DeepFitBase(BaseEstimator):
             int(split_ss.generate_state(1)[0]),
         )
 
-    def _new_trainer(self, model: Sequential, seed: Any) -> Trainer:
+    def _new_trainer(self, model: Sequential, seed: Any, parts: dict[str, Any]) -> Trainer:
         return Trainer(
             model,
-            loss=self._loss,
-            optimizer=self._make_optimizer(),
+            loss=parts["loss"],
+            optimizer=parts["optimizer"],
             batch_size=int(self.batch_size),
             l2=float(self.l2),
             l1=float(self.l1),
-            schedule=self._make_schedule(),
+            schedule=parts["schedule"],
             seed=seed,
+            **parts["options"],
         )
 
-    def _check_hyperparameters(self) -> None:
-        """What the constraint table cannot say; raises before anything is changed."""
-        self._keep_probs(len(self._hidden()))
-        self._make_schedule()
-
-    def _start(self, n_features: int, n_outputs: int, seeds=None) -> None:
+    def _start(self, n_features: int, n_outputs: int, parts: dict[str, Any], seeds=None) -> None:
         """Build a fresh network and trainer and reset every fitted attribute."""
         hidden = self._hidden()
         keep = self._keep_probs(len(hidden))
@@ -324,19 +507,22 @@ class _DeepFitBase(BaseEstimator):
             rng=init_rng,
             dtype=self.dtype,
             bn_momentum=float(self.bn_momentum),
+            norm=self.norm,
+            residual=bool(self.residual),
             **({"embed": spec} if spec else {}),
         )
         # Trainer.fit starts its shuffling stream from np.random.default_rng(seed), which
         # returns a Generator unchanged: passing one makes the stream continue across
         # partial_fit calls and warm starts, so k one-epoch calls shuffle as one k-epoch fit.
         self._shuffle_rng = shuffle_rng
-        self._trainer = self._new_trainer(self.model_, shuffle_rng)
+        self._trainer = self._new_trainer(self.model_, shuffle_rng, parts)
         self._split_seed = split_seed
         self._optimizer_epochs = 0
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
         self.validation_scores_: list[float] | None = None
         self.best_epoch_: int | None = None
+        self.snapshot_ensemble_: SnapshotEnsemble | None = None
         self.history_ = History()
 
     # -- tables ----------------------------------------------------------------------------
@@ -396,7 +582,7 @@ class _DeepFitBase(BaseEstimator):
 
     # -- the two training entry points ---------------------------------------------------
     def _fit(self, X, y, validation_data, sample_weight=None) -> _DeepFitBase:
-        self._check_hyperparameters()
+        parts = self._build(has_dev=validation_data is not None or bool(self.early_stopping))
         warm = bool(self.warm_start) and hasattr(self, "model_")
         X, y = self._validated(X, y, reset=not warm)
         y_train = self._encode_y(X, y, classes=None, first=not warm, where="fit")
@@ -412,23 +598,15 @@ class _DeepFitBase(BaseEstimator):
             split_seed = self._split_seed if warm else seeds[2]
             X, y_train, weight, dev = self._holdout(X, y_train, split_seed, weight)
         if warm:
-            self._trainer = self._new_trainer(self.model_, self._shuffle_rng)
+            self._trainer = self._new_trainer(self.model_, self._shuffle_rng, parts)
             self._optimizer_epochs = 0
         else:
-            self._start(X.shape[1], self._n_outputs(), seeds)
+            self._start(X.shape[1], self._n_outputs(), parts, seeds)
 
         trainer = self._trainer
-        callbacks: list[Callback] = []
-        scorer = None
-        if dev is not None:
-            scorer = _ValidationScore(self._dev_score, *dev)
-            callbacks.append(scorer)
-        stopper = None
-        if self.early_stopping:
-            stopper = EarlyStopping(
-                "dev_loss", patience=int(self.patience), min_delta=float(self.min_delta)
-            )
-            callbacks.append(stopper)
+        scorer = None if dev is None else _ValidationScore(self._dev_score, *dev)
+        stopper = parts["early_stopping"]
+        callbacks = [cb for cb in (scorer, stopper) if cb is not None] + parts["callbacks"]
         if self.verbose:
             callbacks.append(Progress(enabled=True))
         trainer.callbacks = sorted(callbacks, key=lambda c: c.order)
@@ -445,17 +623,19 @@ class _DeepFitBase(BaseEstimator):
         self._record(history, scorer)
         if stopper is not None and stopper.best_epoch is not None:
             self.best_epoch_ = self.n_iter_ - len(history) + int(stopper.best_epoch)
+        ensemble = next((c for c in callbacks if isinstance(c, SnapshotEnsemble)), None)
+        self.snapshot_ensemble_ = ensemble if ensemble and ensemble.snapshots else None
         return self
 
     def _partial_fit(self, X, y, classes, sample_weight=None) -> _DeepFitBase:
-        self._check_hyperparameters()
+        parts = self._build(has_dev=False)
         first = not hasattr(self, "model_")
         X, y = self._validated(X, y, reset=first)
         y_train = self._encode_y(X, y, classes=classes, first=first, where="partial_fit")
         if first:
-            self._start(X.shape[1], self._n_outputs())
+            self._start(X.shape[1], self._n_outputs(), parts)
         trainer = self._trainer
-        schedule = self._make_schedule()
+        schedule = parts["schedule"]
         trainer.schedule = (
             None if schedule is None else _ShiftedSchedule(schedule, self._optimizer_epochs)
         )
@@ -470,6 +650,7 @@ class _DeepFitBase(BaseEstimator):
         finally:
             trainer.callbacks = []
         self._record(history, None)
+        self.snapshot_ensemble_ = None  # the model has moved on from the snapshots
         return self
 
     def _record(self, history: History, scorer: _ValidationScore | None) -> None:
@@ -532,10 +713,17 @@ class _DeepFitBase(BaseEstimator):
             X = validate_data(self, X, reset=False, dtype=np.float64)
         else:
             X = X_table.astype(np.float64)
+        ensemble = getattr(self, "snapshot_ensemble_", None)
+        states = [None] if ensemble is None else ensemble.snapshots
         model = self.model_
-        if model.dtype != np.float64:
+        if model.dtype != np.float64 or ensemble is not None:
             model = copy.deepcopy(model).astype(np.float64)
-        return np.asarray(self._trainer.loss.output(model.predict(X)), dtype=np.float64)
+        outputs = []
+        for state in states:
+            if state is not None:
+                model.load_state_dict(state)
+            outputs.append(np.asarray(self._trainer.loss.output(model.predict(X)), np.float64))
+        return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)
 
     # -- subclass hooks ----------------------------------------------------------------------
     def _validate_xy(self, X, y, reset: bool):
@@ -554,15 +742,29 @@ class _DeepFitBase(BaseEstimator):
         raise NotImplementedError
 
 
-def _with_lr0(config: dict, lr: float) -> dict:
-    """A copy of a schedule config with ``lr0 = learning_rate`` filled in where missing
-    (at the top and in a warm-up's ``after``)."""
-    config = copy.deepcopy(config)
-    if config.get("kind") == "warmup" and isinstance(config.get("after"), dict):
-        config["after"] = _with_lr0(config["after"], lr)
-    elif config.get("kind") != "warmup":
-        config.setdefault("lr0", lr)
-    return config
+def _schedule_table_of(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ``[train.schedule]`` table (``{"kind": "cosine", "total": 50, "warmup":
+    5}``); the form of ``Schedule.config()`` is read too: ``lr0`` (the learning rate) and a
+    warm-up ``{"kind": "warmup", "epochs": 5, "after": {...}}`` starting at 0.1 of the rate."""
+    if schedule.get("kind") != "warmup":
+        return dict(schedule)
+    after = schedule.get("after")
+    if not isinstance(after, dict) or "epochs" not in schedule or schedule.get("start", 0.1) != 0.1:
+        raise ValueError(
+            f"schedule={schedule!r}: a warm-up is {{'kind': 'warmup', 'epochs': n, 'after': "
+            "{...}} (from 0.1 of the rate), or 'warmup': n in the schedule's own table"
+        )
+    rest = {k: v for k, v in schedule.items() if k not in ("kind", "after", "epochs", "start")}
+    return {**after, **rest, "warmup": schedule["epochs"]}
+
+
+def _in_parameters(message: str, names: dict[str, str]) -> str:
+    """A config error in the estimator's words: each config key becomes the parameter behind
+    it (``config key 'train.plateau.patience' = 5`` -> ``plateau_patience = 5``)."""
+    for dotted in sorted(names, key=len, reverse=True):
+        pattern = rf"(?:config (?:key|table) )?'?{re.escape(dotted)}'?(?![\w.])"
+        message = re.sub(pattern, lambda _, name=names[dotted]: name, message)
+    return message
 
 
 def _has_text_columns(X: Any) -> bool:
