@@ -424,57 +424,6 @@ def open_study(directory: Path, storage: str | None = None, study: str | None = 
     return optuna.load_study(study_name=study, storage=storage)
 
 
-def importances(study, space) -> tuple[dict[str, float], str]:
-    """Hyperparameter importances of the completed trials, by deepfit key, and the evaluator
-    used: Optuna's PED-ANOVA (Watanabe et al. 2023), or fANOVA (Hutter et al. 2014) when
-    PED-ANOVA cannot judge (too few trials).
-
-    PED-ANOVA compares the density of each parameter among the best trials (the top 10% by
-    default) with its density among all trials: the importance of ``x_d`` is the Pearson
-    divergence ``int (p_top(x_d) / p_all(x_d) - 1)^2 p_all(x_d) dx_d``, normalized to sum 1.
-
-    Raises DeepfitError with the reason when neither can judge.
-    """
-    import warnings
-
-    import optuna
-    from optuna.importance import (
-        FanovaImportanceEvaluator,
-        PedAnovaImportanceEvaluator,
-        get_param_importances,
-    )
-
-    from deepfit.tuning.space import optuna_name
-
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(done) < 2:
-        raise DeepfitError(f"needs at least 2 completed trials, the study has {len(done)}")
-    key = {optuna_name(d): d.key for d in space.dimensions}
-    errors = []
-    for name, make in (
-        ("PED-ANOVA", PedAnovaImportanceEvaluator),
-        ("fANOVA", lambda: FanovaImportanceEvaluator(seed=0)),
-    ):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                found = get_param_importances(study, evaluator=make())
-        except (ValueError, RuntimeError, ImportError) as exc:
-            errors.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else exc}")
-            continue
-        # too few trials: PED-ANOVA warns and answers equal importances, which mean nothing
-        doubts = [
-            w for w in caught if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)
-        ]
-        if doubts:
-            errors.append(f"{name}: {str(doubts[0].message).splitlines()[0]}")
-            continue
-        if found and all(math.isfinite(v) for v in found.values()):
-            return {key.get(k, k): float(v) for k, v in found.items()}, name
-        errors.append(f"{name}: no finite importance")
-    raise DeepfitError("; ".join(errors))
-
-
 def _intermediate_figure(trials, metric: str, path: Path) -> Path | None:
     """The dev metric of each epoch, one line per trial: complete solid, pruned dashed (to
     the epoch it was stopped), the best trial thick."""
@@ -537,6 +486,7 @@ def _rounds_rows(rows: Sequence[Mapping[str, Any]], metric: str, minimize: bool)
 
 def tune_report(directory: Path, storage: str | None = None, study: str | None = None) -> str:
     """The HTML of a tune directory's report."""
+    from deepfit.tuning import importance as tune_importance
     from deepfit.tuning import plots as tune_plots
     from deepfit.tuning import space as _space
     from deepfit.tuning.study import BEST_FILE, Settings, format_point, trial_rows
@@ -545,7 +495,7 @@ def tune_report(directory: Path, storage: str | None = None, study: str | None =
     identity = st.user_attrs.get("deepfit")
     if not identity:
         raise DeepfitError(f"study {st.study_name!r} was not made by deepfit tune")
-    space = _space.Space([_space.parse_expression(k, e) for k, e in identity["space"].items()])
+    space = _space.Space.from_description(identity["space"], identity.get("base"))
     metric = identity["metric"]
     settings = Settings(
         strategy=identity["strategy"], metric=metric, direction=identity["direction"]
@@ -582,7 +532,7 @@ def tune_report(directory: Path, storage: str | None = None, study: str | None =
         *[[f"space: {k}", e] for k, e in identity["space"].items()],
     ]
     if best is not None:
-        point = {k: best[k] for k in space.keys}
+        point = {k: best[k] for k in space.keys if best[k] != ""}
         facts.insert(
             4,
             [
@@ -640,7 +590,7 @@ def tune_report(directory: Path, storage: str | None = None, study: str | None =
         rounds_html += figure(rounds_png, "trials in order with the best so far; rounds coloured")
     sections.append(("Rounds", rounds_html))
     try:
-        found, evaluator = importances(st, space)
+        found, evaluator = tune_importance.importances(st, space)
         top = max(found.values()) or 1.0
         bars = [[k, f"{v:.3f}", v] for k, v in sorted(found.items(), key=lambda kv: -kv[1])]
         body = "".join(

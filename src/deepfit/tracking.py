@@ -295,7 +295,7 @@ class TrialRuns:
             "round": attrs.get("round", 0) + 1,
             "attempt": attrs.get("attempt", 1),
         }
-        if len(trial.params) == len(self.space):
+        if _space.complete_params(self.space, trial.params):
             params.update(_space.from_optuna(self.space, trial.params))
         child.log_params(params)
         for step, value in sorted(trial.intermediate_values.items()):

@@ -5,7 +5,7 @@ and pruned (crosses) trial against its value, on a log axis where the value was 
 log scale (for ``one_minus_loguniform``, the axis is ``1 - x``), coloured by round.
 ``tune_rounds.png``: the metric per trial in order with the best so far, and each
 hyperparameter per trial; coarse-to-fine rounds are coloured and separated, so the box
-closing in shows.
+closing in shows. A conditional key is drawn for the trials where it was active.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _collect(trials, space: _space.Space):
     for t in sorted(trials, key=lambda t: t.number):
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or t.value is None:
             continue
-        if len(t.params) != len(space):
+        if not _space.complete_params(space, t.params):
             continue
         rows.append(
             {
@@ -98,7 +98,7 @@ def params(rows, space: _space.Space, metric: str, path: Path) -> Path:
     for i, d in enumerate(space.dimensions):
         ax = axes[i // cols][i % cols]
         for marker, pruned in (("o", False), ("x", True)):
-            pick = [j for j, r in enumerate(rows) if r["pruned"] == pruned]
+            pick = [j for j, r in enumerate(rows) if r["pruned"] == pruned and d.key in r["point"]]
             if not pick:
                 continue
             ax.scatter(
@@ -159,7 +159,13 @@ def rounds(rows, space: _space.Space, settings, path: Path) -> Path:
         axes[0].set_yscale("log")
     axes[0].legend(fontsize=7)
     for ax, d in zip(axes[1:], numeric, strict=True):
-        ax.scatter(numbers, [_axis_value(d, r["point"][d.key]) for r in rows], c=colors, s=14)
+        have = [j for j, r in enumerate(rows) if d.key in r["point"]]
+        ax.scatter(
+            [numbers[j] for j in have],
+            [_axis_value(d, rows[j]["point"][d.key]) for j in have],
+            c=[colors[j] for j in have],
+            s=14,
+        )
         if d.log:
             ax.set_yscale("log")
             ax.yaxis.set_minor_formatter(NullFormatter())

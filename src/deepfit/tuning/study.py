@@ -30,6 +30,24 @@ telling the study. A trial failed by the heartbeat has no ``error`` (and cannot 
 Optuna refuses attributes on finished trials), one failed by its own driver's stop has
 ``interrupted = true``: neither counts.
 
+**Pruners** (``tune.pruner``, answered per epoch through ``trial.report`` /
+``trial.should_prune``): ``median`` (Optuna's ``MedianPruner``: stop a trial whose metric is
+worse than the median of the earlier trials at the same epoch), ``halving`` (asynchronous
+successive halving, ``SuccessiveHalvingPruner``: at epochs ``r, r*eta, r*eta^2, ...`` only the
+best ``1/eta`` of the trials that reached the rung go on) and ``hyperband`` (``HyperbandPruner``:
+several successive-halving brackets with different first rungs, up to ``train.epochs``), or
+``none``. ``pruning = false`` (``--no-prune``) turns any of them off.
+
+**Budget** (``--budget 5m`` or ``tune.budget``): see :mod:`deepfit.tuning.budget`. New trials
+start only while time is left; the study stays resumable, and the time is counted across
+reruns. After a budgeted search the best configuration is trained again into ``OUT/best``
+(``train_best``), a normal run directory (with ``train.refit = true`` it retrains on train +
+dev after early stopping).
+
+**Conditional spaces** (``"... if KEY == value"``, see :mod:`deepfit.tuning.space`): every
+trial is sampled define-by-run (:func:`deepfit.tuning.space.suggest`), so only its active
+keys are Optuna parameters, for every strategy; a retry has the same values.
+
 The study remembers what it was started with (the ``[tune]`` settings and every key of the
 base config that the space does not set): a rerun with a change is refused naming the changed
 keys, since its trials would not be comparable; ``new_study=True`` (``--new-study``) discards
@@ -58,6 +76,7 @@ from typing import Any
 from deepfit import config as C
 from deepfit.errors import DeepfitError
 from deepfit.io import FileLock, atomic_write_text
+from deepfit.tuning import budget as _budget
 from deepfit.tuning import executors as _executors
 from deepfit.tuning import space as _space
 from deepfit.tuning import strategies as _strategies
@@ -70,6 +89,9 @@ TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.toml"
 DB_FILE = "study.db"
 LOCK_FILE = ".tune.lock"
+BEST_DIR = "best"
+#: ``trials`` of a search limited by its budget alone (``--budget`` without ``--trials``)
+UNLIMITED_TRIALS = 1_000_000_000
 
 
 @dataclass
@@ -82,9 +104,28 @@ class Settings:
     direction: str = "auto"
     seed: int = 0
     pruning: bool = True
+    pruner: str = "median"
+    budget: str | float = ""
     rounds: int = 3
     keep: float = 0.25
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prunes(self) -> bool:
+        return self.pruning and self.pruner != "none"
+
+    @property
+    def budget_seconds(self) -> float | None:
+        """The budget in seconds (None: no limit); refused naming ``tune.budget``."""
+        if self.budget in ("", None):
+            return None
+        from deepfit.tuning.budget import parse_duration
+
+        return parse_duration(self.budget, "tune.budget")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.trials >= UNLIMITED_TRIALS
 
     @property
     def minimize(self) -> bool:
@@ -101,12 +142,17 @@ class Settings:
                 'e.g. [tune.space.train] lr = "loguniform(1e-4, 1)"'
             )
         values = {k: v for k, v in table.items() if k != "space"}
+        budget = overrides.pop("budget", None)
         for k, v in overrides.items():
             if v is not None:
                 values[k] = v
         checked = C.validate({"tune": values})["tune"]
         checked.pop("space", None)
-        return cls(**checked)
+        if budget is not None:
+            checked["budget"] = budget
+        settings = cls(**checked)
+        settings.budget_seconds  # noqa: B018 (refuses a malformed budget before any training)
+        return settings
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -263,6 +309,7 @@ class Tuner:
         new_study: bool = False,
         heartbeat_interval: int = HEARTBEAT_S,
         grace_period: int = GRACE_S,
+        train_best: bool | None = None,
     ) -> None:
         if heartbeat_interval < 1 or grace_period < 1:
             raise DeepfitError(
@@ -289,6 +336,11 @@ class Tuner:
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
         self._trial_ids: dict[int, int] = {}  # trial number -> storage id, of self.running
         self._beats: _Heartbeat | None = None
+        seconds = self.settings.budget_seconds
+        self.budget: _budget.Budget | None = None
+        if seconds is not None:
+            self.budget = _budget.Budget(seconds, self.driver)
+        self.train_best = (seconds is not None) if train_best is None else bool(train_best)
         self._retry = _Retry(self.echo)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self._best: float | None = None
@@ -305,11 +357,7 @@ class Tuner:
             if s.strategy == "tpe"
             else optuna.samplers.RandomSampler(seed=s.seed)
         )
-        pruner = (
-            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-            if s.pruning
-            else optuna.pruners.NopPruner()
-        )
+        pruner = self._pruner()
         sqlite = _is_sqlite(self.storage_url)
         kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 60}}}
         if not sqlite:  # several drivers: Optuna's heartbeat, on the server's clock
@@ -386,7 +434,27 @@ class Tuner:
             )
         self.study = study
         self.study_id = self.storage.get_study_id_from_name(self.study_name)
-        self.distributions = _space.optuna_distributions(self.space)
+
+    def _pruner(self):
+        """Optuna's pruner of ``tune.pruner`` (``NopPruner`` when pruning is off)."""
+        import optuna
+
+        s = self.settings
+        if not s.prunes:
+            return optuna.pruners.NopPruner()
+        if s.pruner == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+        if s.pruner == "halving":
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+            )
+        searched = "train.epochs" in self.space.keys
+        epochs = self.config.get("train", {}).get("epochs", 0)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1,
+            max_resource="auto" if searched or not epochs else int(epochs),
+            reduction_factor=3,
+        )
 
     def _base(self) -> dict[str, Any]:
         """Every key of the base config that the space does not set (what makes two trials'
@@ -528,10 +596,10 @@ class Tuner:
                 )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat ... supposed to be used with optimize"
-            trial = self.study.ask(self.distributions)
-        if self._duplicate(trial.number):
-            return "started"
-        point = _space.from_optuna(self.space, trial.params)
+            trial = self.study.ask()
+            if self._duplicate(trial.number):
+                return "started"
+            point = _space.suggest(self.space, trial)
         try:
             config = self.space.apply(self.config, point)
         except C.ConfigError as exc:
@@ -603,7 +671,9 @@ class Tuner:
         if trial is None or not math.isfinite(value):
             return False
         trial.report(value, epoch)
-        return bool(self.settings.pruning and trial.should_prune())
+        if self.budget is not None:
+            self.budget.record()
+        return bool(self.settings.prunes and trial.should_prune())
 
     def _finish(self, number: int, result: Mapping[str, Any]) -> None:
         S = _trial_state()
@@ -632,6 +702,8 @@ class Tuner:
 
     def _after(self, number: int, result: Mapping[str, Any] | None = None) -> None:
         """A trial ended: rewrite trials.csv (and best.toml on a new best), print a row."""
+        if self.budget is not None:
+            self.budget.record(force=True)
         trials = self.study.get_trials(deepcopy=False)
         write_trials_csv(self.out / TRIALS_FILE, trials, self.space, self.settings.metric)
         t = trials[number]
@@ -646,7 +718,7 @@ class Tuner:
                 best_changed = True
                 self._write_best(t)
         n_counted = sum(counted(x) for x in trials)
-        point = _space.from_optuna(self.space, t.params) if t.params else {}
+        point = _space.from_optuna(self.space, t.params)
         value = "" if t.value is None else f"{t.value:.4f}"
         extra = ""
         if t.state == S.FAIL:
@@ -656,8 +728,13 @@ class Tuner:
             rnd = f" r{t.user_attrs.get('round', 0) + 1}"
         epochs = t.user_attrs.get("epochs", "")
         seconds = t.user_attrs.get("seconds")
+        progress = f"{n_counted:>4}"
+        if not self.settings.unlimited:
+            progress += f"/{self.settings.trials}"
+        if self.budget is not None:
+            progress += f" ({_budget.format_duration(max(self.budget.left(), 0.0))} left)"
         self.echo(
-            f"{n_counted:>4}/{self.settings.trials}{rnd} trial {number:<4} "
+            f"{progress}{rnd} trial {number:<4} "
             f"{state_name(t):<8} {self.settings.metric} {value:<8} "
             f"{'*' if best_changed else ' '} epochs {epochs!s:<3} "
             f"{'' if seconds is None else f'{seconds:5.1f}s'}  {format_point(point)}{extra}"
@@ -687,6 +764,9 @@ class Tuner:
                 if db and db != ":memory:" and Path(db).resolve().parent != self.out.resolve():
                     locks.append(_Lock(Path(db + ".lock"), f"study database {db}"))
             self._open()
+            if self.budget is not None:
+                self.budget.key = f"{_budget.PREFIX}{self.driver}@{time.time():.3f}"
+                self.budget.open(self.study)
             if not sqlite:
                 self._beats = _Heartbeat(self.storage, self.heartbeat_interval)
             self._recover(all_running=sqlite)
@@ -700,11 +780,19 @@ class Tuner:
             self.executor = _executors.make(
                 self.executor_kind, self.workers, self.decide, self.address
             )
+            budget = ""
+            if self.budget is not None:
+                b = self.budget
+                budget = f", budget {_budget.format_duration(b.seconds)}" + (
+                    f" ({_budget.format_duration(b.before)} spent before)" if b.before else ""
+                )
             self.echo(
-                f"study {self.study_name!r} ({self.storage_url}): {s.strategy}, {s.trials} trials, "
-                f"{s.metric} ({'minimize' if s.minimize else 'maximize'}), "
+                f"study {self.study_name!r} ({self.storage_url}): {s.strategy}, "
+                + ("trials until the budget is spent" if s.unlimited else f"{s.trials} trials")
+                + f", {s.metric} ({'minimize' if s.minimize else 'maximize'}), "
                 f"{self.executor.capacity} at a time"
-                + (", pruning" if s.pruning else "")
+                + (f", {s.pruner} pruning" if s.prunes else "")
+                + budget
                 + (f"; {done} already counted" if done else "")
             )
             try:
@@ -734,13 +822,28 @@ class Tuner:
         target = self.settings.trials
         exhausted = False
         last_recover = time.monotonic()
+        told = False
         while True:
             trials = self.study.get_trials(deepcopy=False)
             n_counted = sum(counted(t) for t in trials)
             n_running = sum(t.state == S.RUNNING for t in trials)
             waiting = False
+            out_of_time = self.budget is not None and self.budget.left() <= 0
+            if self.budget is not None:
+                self.budget.record()
+            if out_of_time and not told:
+                told = True
+                self.echo(
+                    f"the budget ({_budget.format_duration(self.budget.seconds)}) is spent: "
+                    + (
+                        f"waiting for {len(self.running)} running trial(s)"
+                        if self.running
+                        else "no new trial"
+                    )
+                )
             while (
                 not exhausted
+                and not out_of_time
                 and len(self.running) < self.executor.capacity
                 and n_counted + n_running < target
             ):
@@ -760,7 +863,7 @@ class Tuner:
                 n_counted = sum(counted(t) for t in trials)
                 n_running = sum(t.state == S.RUNNING for t in trials)
             if not self.running:
-                if n_counted >= target or exhausted:
+                if n_counted >= target or exhausted or out_of_time:
                     return
                 if n_running == 0 and not any(t.state == S.WAITING for t in trials):
                     if waiting:
@@ -806,13 +909,46 @@ class Tuner:
                 "params": _space.from_optuna(self.space, best.params),
                 "epochs": best.user_attrs.get("epochs"),
             }
+        if self.budget is not None:
+            self.budget.record(force=True)
+            summary["budget"] = {
+                "seconds": self.budget.seconds,
+                "spent": round(self.budget.spent(), 3),
+                "this_run": round(self.budget.elapsed(), 3),
+            }
+        from deepfit.tuning import importance
+
         if self.plots:
             from deepfit.tuning import plots
 
             files += plots.write_all(self.out, trials, self.space, self.settings)
+        files += importance.write(
+            self.out, self.study, self.space, self.settings.metric, figure=self.plots
+        )
+        summary["best_run"] = None
+        if self.train_best and summary["best"] is not None:
+            summary["best_run"] = self._train_best(summary["best"])
+            files.append(BEST_DIR + "/")
         summary["files"] = files
         summary["out"] = str(self.out)
         return summary
+
+    def _train_best(self, best: Mapping[str, Any]) -> dict[str, Any]:
+        """Train the best configuration again into ``OUT/best`` (a normal run directory: with
+        ``train.refit = true`` it retrains on train + dev after early stopping)."""
+        from deepfit import experiment
+
+        config = self.space.apply(self.config, best["params"])
+        run_dir = self.out / BEST_DIR
+        self.echo(f"training the best configuration (trial {best['number']}) into {run_dir}")
+        result = experiment.run(config, run_dir, overwrite=True, progress=False)
+        return {
+            "out": str(run_dir),
+            "trial": best["number"],
+            "epochs": result.get("epochs_run"),
+            "dev": result.get("dev"),
+            "test": result.get("test"),
+        }
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -837,7 +973,8 @@ def trial_rows(trials, space: _space.Space, metric: str) -> list[dict[str, Any]]
     for t in sorted(trials, key=lambda t: t.number):
         if t.state == S.WAITING:
             continue
-        point = _space.from_optuna(space, t.params) if len(t.params) == len(space) else {}
+        complete = _space.complete_params(space, t.params)
+        point = _space.from_optuna(space, t.params) if complete else {}
         state = state_name(t)
         row: dict[str, Any] = {
             "number": t.number,
@@ -887,6 +1024,9 @@ def tune(
     trials: int | None = None,
     strategy: str | None = None,
     pruning: bool | None = None,
+    pruner: str | None = None,
+    budget: str | float | None = None,
+    train_best: bool | None = None,
     workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
@@ -907,8 +1047,15 @@ def tune(
     ``best.toml``) and starts again; without it a study started with other settings or another
     base config is refused, naming what changed. ``heartbeat_interval`` and ``grace_period``
     (seconds; Optuna's ``RDBStorage`` arguments) apply to a shared database: a trial whose
-    driver has not beaten for ``grace_period`` seconds, by the server's clock, is retried."""
-    settings = Settings.from_config(config, trials=trials, strategy=strategy, pruning=pruning)
+    driver has not beaten for ``grace_period`` seconds, by the server's clock, is retried.
+
+    ``pruner`` overrides ``tune.pruner``; ``budget`` (``"5m"``, or seconds) overrides
+    ``tune.budget``: trials start only while time is left, counted across reruns (see
+    :mod:`deepfit.tuning.budget`). ``train_best`` trains the best configuration again into
+    ``OUT/best`` after the search (default: when there is a budget)."""
+    settings = Settings.from_config(
+        config, trials=trials, strategy=strategy, pruning=pruning, pruner=pruner, budget=budget
+    )
     if workers is not None and workers < 1:
         raise DeepfitError(f"--workers must be at least 1, got {workers}")
     return Tuner(
@@ -927,6 +1074,7 @@ def tune(
         new_study=new_study,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        train_best=train_best,
     ).run()
 
 
