@@ -26,7 +26,18 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
+from deepfit.build import (
+    build_callbacks,
+    build_early_stopping,
+    build_loss,
+    build_optimizer,
+    build_schedule,
+    build_trainer_options,
+)
+from deepfit.config import validate
+from deepfit.nn.sequential import mlp
 from deepfit.sklearn import DeepFitClassifier, DeepFitRegressor
+from deepfit.training.trainer import Trainer
 
 # Small and quick, yet above scikit-learn's accuracy (0.83) and R^2 (0.5) floors.
 SMALL = dict(hidden_layer_sizes=(16,), max_epochs=30, learning_rate=0.01, batch_size=32)
@@ -369,6 +380,30 @@ def test_named_schedules(schedule):
         ),
         ({"schedule": "cosine", "min_learning_rate": 1.0}, "min_learning_rate"),
         ({"schedule": {"kind": "nope"}}, r"schedule\['kind'\] must be one of"),
+        ({"schedule": {"kind": "cosine", "totl": 3}}, r"schedule\['totl'\] is unknown"),
+        ({"schedule": {"kind": "warmup", "epochs": 2}}, "a warm-up is"),
+        ({"label_smoothing": 1.0}, "'label_smoothing' parameter"),
+        ({"clip_norm": 0.0}, "'clip_norm' parameter"),
+        ({"mixup": "blend"}, "'mixup' parameter"),
+        ({"mixup_alpha": 0.0}, "'mixup_alpha' parameter"),
+        ({"averaging": "mean"}, "'averaging' parameter"),
+        ({"averaging_decay": 1.0}, "'averaging_decay' parameter"),
+        ({"lookahead_alpha": 0.0}, "'lookahead_alpha' parameter"),
+        ({"plateau_factor": 1.0}, "'plateau_factor' parameter"),
+        ({"norm": "groupnorm"}, "'norm' parameter"),
+        ({"start_from_epoch": -1}, "'start_from_epoch' parameter"),
+        ({"baseline": 0.0}, "baseline=0.0"),
+        ({"batchnorm": True, "norm": "layernorm"}, "batchnorm=True and norm='layernorm'"),
+        (
+            {"plateau": True, "early_stopping": True, "patience": 3, "plateau_patience": 3},
+            "plateau_patience = 3 must be below patience = 3",
+        ),
+        ({"snapshots": True}, r"snapshots needs schedule = 'sgdr'"),
+        (
+            {"snapshots": True, "schedule": "sgdr", "decay_steps": 20, "max_epochs": 10},
+            "no warm-restart cycle",
+        ),
+        ({"schedule": "sgdr", "min_learning_rate": 1.0}, "min_learning_rate"),
     ],
 )
 def test_invalid_hyperparameters_name_the_parameter(params, match):
@@ -463,3 +498,273 @@ def test_dataframe_regressor_on_credit():
     assert cross_val_score(DeepFitRegressor(max_epochs=20, random_state=0), X, y, cv=2).shape == (
         2,
     )
+
+
+# -- the techniques of issue 11, built by deepfit.build ------------------------------------------
+# (estimator hyperparameters, the same thing as a [train] config table)
+TECHNIQUES = {
+    "label_smoothing": ({"label_smoothing": 0.1}, {"label_smoothing": 0.1}),
+    "clip_norm": ({"clip_norm": 0.05}, {"clip_norm": 0.05}),
+    "cutmix": (
+        {"mixup": "cutmix", "mixup_alpha": 0.4},
+        {"mixup": {"kind": "cutmix", "alpha": 0.4}},
+    ),
+    "mixup": (
+        {"mixup": "mixup", "mixup_prob": 0.5},
+        {"mixup": {"kind": "mixup", "prob": 0.5}},
+    ),
+    "ema": (
+        {"averaging": "ema", "averaging_decay": 0.9, "averaging_start": 2},
+        {"averaging": {"kind": "ema", "decay": 0.9, "start": 2}},
+    ),
+    "swa": ({"averaging": "swa"}, {"averaging": {"kind": "swa"}}),
+    "lookahead": (
+        {"lookahead": True, "lookahead_k": 3, "lookahead_alpha": 0.6},
+        {"lookahead": {"enabled": True, "k": 3, "alpha": 0.6}},
+    ),
+    "plateau": (
+        {"plateau": True, "plateau_patience": 0, "plateau_factor": 0.5, "plateau_threshold": 0.5},
+        {"plateau": {"enabled": True, "patience": 0, "factor": 0.5, "threshold": 0.5}},
+    ),
+    "sgdr": (
+        {"schedule": "sgdr", "decay_steps": 2, "restart_mult": 2, "min_learning_rate": 1e-3},
+        {"schedule": {"kind": "sgdr", "period": 2, "mult": 2, "lr_min": 1e-3}},
+    ),
+    "early_stopping": (
+        {"early_stopping": True, "patience": 1, "start_from_epoch": 2, "baseline": 0.3},
+        {
+            "early_stopping": {
+                "enabled": True,
+                "patience": 1,
+                "start_from_epoch": 2,
+                "baseline": 0.3,
+            }
+        },
+    ),
+}
+BASE = dict(hidden_layer_sizes=(8,), learning_rate=0.03, batch_size=16, max_epochs=8)
+
+
+def _trainer_run(est, train, X, y, validation_data):
+    """The same run as ``est.fit`` through deepfit.build and a Trainer, from the estimator's
+    own random streams; returns (model, history)."""
+    init_rng, shuffle_rng, _ = est._seeds()
+    table = {"lr": est.learning_rate, "epochs": est.max_epochs, "dtype": est.dtype, **train}
+    table["early_stopping"] = {"enabled": False, **train.get("early_stopping", {})}
+    config = validate({"train": table})
+    n_out = len(np.unique(y))
+    model = mlp(X.shape[1], list(est.hidden_layer_sizes), n_out, rng=init_rng, dtype=est.dtype)
+    stopper = build_early_stopping(config)
+    trainer = Trainer(
+        model,
+        loss=build_loss(config, "softmax_cross_entropy"),
+        optimizer=build_optimizer(config),
+        batch_size=est.batch_size,
+        schedule=build_schedule(config),
+        callbacks=[*([stopper] if stopper else []), *build_callbacks(config)],
+        seed=shuffle_rng,
+        **build_trainer_options(config),
+    )
+    return model, trainer.fit(X, y, est.max_epochs, validation_data=validation_data)
+
+
+@pytest.mark.parametrize("name", list(TECHNIQUES))
+def test_each_technique_equals_the_trainer_built_from_the_same_config(name):
+    params, train = TECHNIQUES[name]
+    X, y = _noisy(1)
+    dev = (X[200:], y[200:])
+    est = DeepFitClassifier(**BASE, **params, dtype="float64", random_state=5)
+    est.fit(X[:200], y[:200], validation_data=dev)
+    model, history = _trainer_run(est, train, X[:200], y[:200], dev)
+    np.testing.assert_array_equal(est.model_.predict(X), model.predict(X))
+    assert est.history_["lr"] == history["lr"]
+    assert est.loss_curve_ == history["train_loss"]
+    # and the technique changed the run
+    plain = DeepFitClassifier(**BASE, dtype="float64", random_state=5)
+    plain.fit(X[:200], y[:200], validation_data=dev)
+    assert not np.array_equal(plain.model_.predict(X), est.model_.predict(X))
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy():
+    X, y = _blobs(150, seed=2)
+    eps = 0.2
+    clf = DeepFitClassifier(**BASE, label_smoothing=eps, dtype="float64", random_state=0)
+    clf.fit(X[:100], y[:100], validation_data=(X[100:], y[100:]))
+    logits = clf.model_.predict(X[100:])
+    logp = logits - logits.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    target = (1 - eps) * np.eye(3)[y[100:]] + eps / 3
+    by_hand = float(np.mean(-(target * logp).sum(axis=1)))
+    assert clf.history_["dev_loss"][-1] == pytest.approx(by_hand, rel=1e-12)
+    assert clf.score(X[100:], y[100:]) > 0.9
+    with pytest.raises(ValueError, match="label_smoothing applies to DeepFitClassifier only"):
+        DeepFitRegressor(label_smoothing=0.1).fit(X, y.astype(float))
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+@pytest.mark.parametrize("cls", [DeepFitClassifier, DeepFitRegressor])
+def test_mixup_and_cutmix_learn_and_are_deterministic(cls, kind):
+    X, y = _blobs(200, seed=3) if cls is DeepFitClassifier else _smooth(200, seed=3)
+    kw = dict(hidden_layer_sizes=(32,), learning_rate=0.01, max_epochs=40, mixup=kind)
+
+    def outputs(random_state, **extra):
+        est = cls(**{**kw, **extra}, random_state=random_state).fit(X, y)
+        return getattr(est, "predict_proba", est.predict)(X)
+
+    first = outputs(0)
+    np.testing.assert_array_equal(first, outputs(0))
+    assert not np.array_equal(first, outputs(0, mixup_alpha=1.0))
+    assert not np.array_equal(first, outputs(0, mixup=None))
+    assert cls(**kw, random_state=0).fit(X, y).score(X, y) > 0.9
+
+
+def test_swa_model_is_the_mean_of_the_epoch_end_weights():
+    # partial_fit calls are the same run as fit (test_partial_fit_calls_continue_one_run) and
+    # averaging only watches it: the SWA model is the mean of epochs 3..6's weights.
+    X, y = _blobs(100, seed=4)
+    kw = dict(hidden_layer_sizes=(8,), learning_rate=0.01, batch_size=16, dtype="float64")
+    swa = DeepFitClassifier(**kw, max_epochs=6, averaging="swa", averaging_start=2)
+    swa.set_params(random_state=1).fit(X, y)
+    pieces = DeepFitClassifier(**kw, random_state=1)
+    seen = []
+    for _ in range(6):
+        pieces.partial_fit(X, y, classes=[0, 1, 2])
+        seen.append({k: v.copy() for k, v in pieces.model_.params.items()})
+    for key, value in swa.model_.params.items():
+        np.testing.assert_allclose(value, np.mean([s[key] for s in seen[2:]], axis=0), rtol=1e-12)
+    assert swa.loss_curve_ == pieces.loss_curve_
+
+
+def test_sgdr_schedule_and_snapshot_ensemble():
+    X, y = _blobs(120, seed=5)
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(16,),
+        learning_rate=0.02,
+        schedule="sgdr",
+        decay_steps=2,
+        restart_mult=2,
+        min_learning_rate=0.002,
+        max_epochs=6,
+        snapshots=True,
+        dtype="float64",
+        random_state=0,
+    ).fit(X, y)
+    # cycles of 2 and 4 epochs: lr = lr_min + (lr0 - lr_min) (1 + cos(pi t / T)) / 2
+    t_and_T = [(0, 2), (1, 2), (0, 4), (1, 4), (2, 4), (3, 4)]
+    expected = [0.002 + 0.018 * (1 + np.cos(np.pi * t / T)) / 2 for t, T in t_and_T]
+    assert clf.history_["lr"] == pytest.approx(expected, rel=1e-12)
+    ensemble = clf.snapshot_ensemble_
+    assert ensemble.epochs == [2, 6] and len(ensemble.snapshots) == 2
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba, ensemble.predict_proba(X), rtol=1e-12)
+    assert not np.allclose(proba, clf._trainer.loss.output(clf.model_.predict(X)))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba)
+    kept = clf.set_params(snapshots_keep=1).fit(X, y).snapshot_ensemble_
+    assert kept.epochs == [6]
+    clf.partial_fit(X, y)
+    assert clf.snapshot_ensemble_ is None
+
+
+def test_plateau_watches_the_training_loss_without_a_validation_set():
+    X, y = _noisy(2)
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(32,),
+        learning_rate=0.05,
+        max_epochs=30,
+        plateau=True,
+        plateau_patience=1,
+        plateau_factor=0.5,
+        plateau_threshold=0.05,
+        random_state=0,
+    ).fit(X, y)
+    # PyTorch's rule: halve the rate after more than plateau_patience = 1 epochs in a row
+    # that do not beat the best training loss by plateau_threshold = 5% (relative)
+    expected, best, bad, lr = [], np.inf, 0, 0.05
+    for loss in clf.loss_curve_:
+        expected.append(lr)
+        best, bad = (loss, 0) if loss < best * (1 - 0.05) else (best, bad + 1)
+        if bad > 1:
+            lr, bad = lr / 2, 0
+    assert clf.history_["lr"] == pytest.approx(expected, rel=1e-12)
+    assert expected[-1] < 0.05 / 2
+
+
+def test_early_stopping_start_from_epoch_and_baseline():
+    X, y = _noisy()
+    kw = dict(hidden_layer_sizes=(32, 32), learning_rate=0.01, max_epochs=100, early_stopping=True)
+    dev = (X[200:], y[200:])
+    plain = DeepFitClassifier(**kw, patience=5, random_state=0).fit(X[:200], y[:200], dev)
+    late = DeepFitClassifier(**kw, patience=5, start_from_epoch=plain.best_epoch_ + 3)
+    late.set_params(random_state=0).fit(X[:200], y[:200], dev)
+    assert late.best_epoch_ > plain.best_epoch_ + 3 and late.n_iter_ > plain.n_iter_
+    # a baseline no epoch beats: the run ends at the first epoch from `patience` on that does
+    # not improve (Keras: an improving epoch never stops a run)
+    strict = DeepFitClassifier(**kw, patience=3, baseline=1e-3, random_state=0)
+    strict.fit(X[:200], y[:200], dev)
+    loss = strict.history_["dev_loss"]
+    improving = [True] + [loss[i] < min(loss[:i]) for i in range(1, len(loss))]
+    assert strict.n_iter_ == next(e for e in range(3, len(loss) + 1) if not improving[e - 1])
+    patient = DeepFitClassifier(**kw, patience=3, random_state=0).fit(X[:200], y[:200], dev)
+    assert strict.n_iter_ < patient.n_iter_
+
+
+def test_residual_blocks_and_layernorm():
+    X, y = _blobs(200, seed=6)
+    clf = DeepFitClassifier(
+        hidden_layer_sizes=(16, 8),
+        residual=True,
+        norm="layernorm",
+        keep_prob=0.9,
+        learning_rate=0.01,
+        max_epochs=15,
+        random_state=0,
+    ).fit(X, y)
+    names = [type(layer).__name__ for layer in clf.model_]
+    assert names == ["Dense", "Residual", "Residual", "LayerNorm", "ReLU", "Dense"]
+    init_rng = clf._seeds()[0]
+    built = mlp(4, [16, 8], 3, keep_prob=0.9, norm="layernorm", residual=True, rng=init_rng)
+    assert clf.model_.config() == built.config()
+    assert clf.score(X, y) > 0.9
+
+
+def test_regressor_with_every_technique_and_partial_fit():
+    X, y = _smooth(400, seed=7)
+    params = dict(
+        hidden_layer_sizes=(32, 32),
+        residual=True,
+        norm="batchnorm",
+        learning_rate=0.01,
+        max_epochs=12,
+        clip_norm=5.0,
+        mixup="mixup",
+        lookahead=True,
+        averaging="ema",
+        averaging_decay=0.9,
+        schedule="sgdr",
+        decay_steps=4,
+        snapshots=True,
+        early_stopping=True,
+        patience=6,
+        plateau=True,
+        plateau_patience=2,
+        start_from_epoch=1,
+    )
+    reg = DeepFitRegressor(**params, random_state=0).fit(X[:300], y[:300])
+    again = DeepFitRegressor(**params, random_state=0).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(reg.predict(X[300:]), again.predict(X[300:]))
+    assert reg.snapshot_ensemble_ is not None and reg.score(X[300:], y[300:]) > 0.8
+    reg.partial_fit(X[:300], y[:300])
+    assert reg.n_iter_ == again.n_iter_ + 1 and reg.snapshot_ensemble_ is None
+
+
+def test_grid_search_over_new_hyperparameters():
+    X, y = _blobs(150)
+    grid = GridSearchCV(
+        DeepFitClassifier(max_epochs=8, learning_rate=0.01, random_state=0),
+        {"label_smoothing": [0.0, 0.1], "mixup": [None, "cutmix"], "averaging": [None, "swa"]},
+        cv=3,
+    )
+    grid.fit(X, y)
+    assert len(grid.cv_results_["params"]) == 8
+    assert grid.best_score_ > 0.9 and grid.score(X, y) > 0.9
+    assert grid.best_estimator_.mixup == grid.best_params_["mixup"]

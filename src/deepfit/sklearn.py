@@ -11,8 +11,14 @@ behind scikit-learn's estimator contract, so they work in ``Pipeline``, ``GridSe
   ``feature_names_in_``, ``loss_curve_``, ``validation_scores_``, ``best_epoch_``,
   ``n_iter_``, ``history_``.
 - ``random_state`` (``None``, an int or a ``RandomState``) fixes the initial weights,
-  dropout masks, shuffling and the validation split: the same int gives the same
-  predictions.
+  dropout masks, shuffling, mixup draws and the validation split: the same int gives the
+  same predictions.
+- The hyperparameters are translated into a deepfit config (the ``[train]`` table of
+  ``deepfit train``: ``plateau_patience`` is ``train.plateau.patience``, ``mixup_alpha`` is
+  ``train.mixup.alpha``), validated by :func:`deepfit.config.validate`, and the loss,
+  optimizer, schedule, early stopping, technique callbacks and trainer options are built from
+  it by :mod:`deepfit.build`, as for the command line and tuning: the same hyperparameters
+  train the same network either way.
 
 Numeric arrays are not standardized here: put a ``StandardScaler`` in front, as
 scikit-learn does for its own MLP::
@@ -351,7 +357,7 @@ class _DeepFitBase(BaseEstimator):
         which the trainer gets as it is), and the parameter behind each of its keys."""
         s = self.schedule
         if s is None or callable(s):
-            return {"kind": "constant"}, {}
+            return {"kind": "constant"}, {"train.schedule.kind": "schedule"}
         if isinstance(s, dict):
             table = _schedule_table_of(s)
             keys = (*SCHEMA["train"]["schedule"], *table)
@@ -438,6 +444,11 @@ class _DeepFitBase(BaseEstimator):
         self._keep_probs(len(self._hidden()))
         if self.label_smoothing and self._loss == "mse":
             raise ValueError("label_smoothing applies to DeepFitClassifier only")
+        if self.baseline == 0:
+            raise ValueError(
+                "baseline=0.0: no validation loss is below 0, so no epoch would reset the "
+                "patience; use baseline=None for no baseline"
+            )
         if self.batchnorm and self.norm not in (None, "batchnorm"):
             raise ValueError(
                 f"batchnorm=True and norm={self.norm!r} ask for two normalizations; choose one "
@@ -795,6 +806,14 @@ _PARAMS_DOC = """
         Batch norm after each hidden Dense layer (which then has no bias).
     bn_momentum : float in [0, 1), default=0.9
         EWA beta of batch norm's running statistics (PyTorch's momentum is ``1 - beta``).
+    norm : {"batchnorm", "layernorm"} or None, default=None
+        Normalization in each hidden layer (residual: at the start of each block and before
+        the head); ``norm="batchnorm"`` is ``batchnorm=True``.
+    residual : bool, default=False
+        Residual blocks ``z + f(z)`` instead of a plain stack (:func:`deepfit.mlp`): a stem
+        ``Dense(n_features, d)`` with ``d = hidden_layer_sizes[0]``, one block
+        ``[norm] -> Dense(d, h) -> activation -> [dropout] -> Dense(h, d)`` per entry ``h``
+        of ``hidden_layer_sizes``, then ``[norm] -> activation -> Dense(d, n_outputs)``.
     keep_prob : float in (0, 1] or sequence of floats, default=1.0
         Inverted-dropout keep probability after each hidden layer (one value, or one per
         hidden layer); 1.0 means no dropout.
@@ -803,6 +822,20 @@ _PARAMS_DOC = """
         size); scikit-learn's MLP ``alpha`` is the same penalty.
     l1 : float >= 0, default=0.0
         L1 penalty ``lambda / m * sum |W|``.
+    label_smoothing : float in [0, 1), default=0.0
+        Classifier only: the softmax loss's targets are ``(1 - eps) onehot + eps / K``, as
+        PyTorch's ``CrossEntropyLoss(label_smoothing=eps)``.
+    clip_norm : float > 0 or None, default=None
+        Clip the gradient (penalties included) to this global L2 norm before each step, as
+        ``torch.nn.utils.clip_grad_norm_``; None: no clipping.
+    mixup : {"mixup", "cutmix"} or None, default=None
+        Mix each training batch with a shuffled copy of itself (Zhang et al. 2018), or swap a
+        random share of its columns (cutmix for rows); targets mix in the same proportion
+        (see :class:`deepfit.data.mixup.Mixup`).
+    mixup_alpha : float > 0, default=0.2
+        The mixing weight is drawn from ``Beta(mixup_alpha, mixup_alpha)``.
+    mixup_prob : float in [0, 1], default=1.0
+        Share of the batches mixed.
     optimizer : {"sgd", "momentum", "rmsprop", "adam"}, default="adam"
     learning_rate : float > 0, default=0.001
         The step size (the schedule's ``lr0`` when a schedule is set).
@@ -815,6 +848,12 @@ _PARAMS_DOC = """
         Added to the RMS denominator (RMSprop, Adam).
     weight_decay : float >= 0, default=0.0
         Decoupled weight decay (AdamW with ``optimizer="adam"``); not the L2 penalty.
+    lookahead : bool, default=False
+        Wrap the optimizer in Lookahead (Zhang et al. 2019): every ``lookahead_k`` steps the
+        slow weights move ``phi += lookahead_alpha * (theta - phi)`` and the fast weights
+        restart from them.
+    lookahead_k : int >= 1, default=5
+    lookahead_alpha : float in (0, 1], default=0.5
     schedule : str, dict, callable or None, default=None
         Learning rate per epoch (epochs count from 0; ``lr0 = learning_rate``):
 
@@ -825,18 +864,54 @@ _PARAMS_DOC = """
         - ``"exponential"``: ``lr0 * decay_rate ** epoch`` (decay_rate in (0, 1],
           default 0.95);
         - ``"step"``: ``lr0 * decay_rate ** (epoch // decay_steps)`` (defaults 0.5, 10);
+        - ``"inverse_time"`` with ``decay_steps``: the staircase
+          ``lr0 / (1 + decay_rate * floor(epoch / decay_steps))``;
         - ``"cosine"``: cosine annealing from ``lr0`` to ``min_learning_rate`` over
           ``decay_steps`` epochs (default ``max_epochs``), then ``min_learning_rate``;
-        - a deepfit schedule config, e.g. ``{"kind": "warmup", "epochs": 5, "after":
-          {"kind": "cosine", "total": 50}}`` (``lr0`` defaults to ``learning_rate``);
-        - any callable ``epoch -> lr`` (e.g. a :mod:`deepfit.optim.schedules` object).
+        - ``"sgdr"``: cosine annealing with warm restarts (Loshchilov and Hutter 2017), cycles
+          of ``decay_steps`` epochs (default 10), each ``restart_mult`` times longer than the
+          last, from ``lr0`` down to ``min_learning_rate``;
+        - a ``[train.schedule]`` table of a deepfit config, e.g. ``{"kind": "cosine",
+          "total": 50, "warmup": 5}``; the form of ``Schedule.config()`` is read too
+          (``{"kind": "warmup", "epochs": 5, "after": {"kind": "cosine", "total": 50}}``;
+          ``lr0`` defaults to ``learning_rate``);
+        - any callable ``epoch -> lr`` (e.g. a :mod:`deepfit.optim.schedules` object), used
+          as it is.
 
         ``partial_fit`` continues the schedule: its epoch is the number of epochs trained
         since the optimizer was created (by the first ``partial_fit`` or by ``fit``).
     decay_rate : float > 0 or None, default=None
     decay_steps : int >= 1 or None, default=None
     min_learning_rate : float >= 0, default=0.0
+    restart_mult : int >= 1, default=1
         Parameters of the named schedules, as above.
+    plateau : bool, default=False
+        ``ReduceLROnPlateau`` with PyTorch's semantics: multiply the learning rate by
+        ``plateau_factor`` (never below ``plateau_min_lr``) after ``plateau_patience`` epochs
+        without a relative improvement of ``plateau_threshold``, then wait
+        ``plateau_cooldown`` epochs. It watches the validation loss when ``fit`` has a
+        validation set (early stopping or ``validation_data``), else the training loss; with
+        early stopping ``plateau_patience`` must be below ``patience``.
+    plateau_factor : float in (0, 1), default=0.1
+    plateau_patience : int >= 0, default=5
+    plateau_threshold : float >= 0, default=1e-4
+    plateau_cooldown : int >= 0, default=0
+    plateau_min_lr : float >= 0, default=0.0
+    averaging : {"swa", "ema"} or None, default=None
+        Weight averaging, installed in the model when training ends (after early stopping's
+        restore: the average wins; batch norm statistics are recomputed): ``"swa"`` the mean
+        of the weights at the end of each epoch after the first ``averaging_start``,
+        ``"ema"`` an exponential moving average of the weights after every step of those
+        epochs, ``phi = decay * phi + (1 - decay) * theta`` (bias-corrected).
+    averaging_start : int >= 0, default=0
+    averaging_decay : float in [0, 1), default=0.999
+        Used by ``averaging="ema"``.
+    snapshots : bool, default=False
+        Snapshot ensemble (Huang et al. 2017; needs ``schedule="sgdr"``): the weights at the
+        end of every warm-restart cycle are kept in ``snapshot_ensemble_``, and predictions
+        are the mean of the snapshots' (probabilities or values).
+    snapshots_keep : int >= 0, default=0
+        Keep only the last ``snapshots_keep`` snapshots (0: all).
     batch_size : int >= 1, default=64
         Mini-batch size (the last, smaller batch of an epoch is kept).
     max_epochs : int >= 1, default=200
@@ -850,6 +925,15 @@ _PARAMS_DOC = """
     validation_fraction : float in (0, 1), default=0.1
     patience : int >= 0, default=10
     min_delta : float >= 0, default=0.0
+    start_from_epoch : int >= 0, default=0
+        Early stopping ignores the first ``start_from_epoch`` epochs (as Keras).
+    baseline : float or None, default=None
+        Early stopping: an epoch resets the patience only if its validation loss is also
+        below ``baseline`` (as Keras; None: no baseline).
+
+    Early stopping, ``plateau``, ``averaging`` and ``snapshots`` act in ``fit``;
+    ``partial_fit`` trains one plain epoch (with the loss, optimizer, schedule, clipping and
+    mixup above) and drops ``snapshot_ensemble_``.
     warm_start : bool, default=False
         ``fit`` continues from the current weights (with a new optimizer) instead of
         starting afresh; ``n_iter_``, ``loss_curve_`` and ``history_`` then accumulate.
@@ -890,7 +974,11 @@ _ATTRIBUTES_DOC = """
         validation *loss* per epoch is in ``history_["dev_loss"]``.
     best_epoch_ : int
         The epoch (1-based, counted as ``n_iter_``) whose weights the model holds: the
-        epoch of the lowest validation loss with early stopping, else the last one.
+        epoch of the lowest validation loss with early stopping, else the last one (with
+        ``averaging`` the model holds the average).
+    snapshot_ensemble_ : deepfit.SnapshotEnsemble or None
+        The snapshots of ``snapshots=True`` (None otherwise, or when no cycle ended);
+        ``predict`` averages them.
     history_ : deepfit.History
         Per-epoch records (``lr``, ``train_loss``, ``dev_loss``, ...) and ``stop_reason``.
 """
