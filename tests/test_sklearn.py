@@ -358,6 +358,23 @@ def test_named_schedules(schedule):
         assert lr[-1] < lr[0]
 
 
+def test_schedule_dict_is_a_config_table_and_reads_the_schedule_config_form():
+    X, y = _smooth(64)
+    table = {"kind": "cosine", "total": 4, "warmup": 2, "lr_min": 0.01}
+    config = validate({"train": {"lr": 0.1, "schedule": table}})
+    expected = [build_schedule(config)(epoch) for epoch in range(6)]
+    kw = dict(hidden_layer_sizes=(4,), learning_rate=0.1, max_epochs=6, random_state=0)
+    assert DeepFitRegressor(**kw, schedule=table).fit(X, y).history_["lr"] == expected
+    legacy = {
+        "kind": "warmup",
+        "epochs": 2,
+        "after": {"kind": "cosine", "lr0": 0.1, "total": 4, "lr_min": 0.01},
+    }
+    reg = DeepFitRegressor(**{**kw, "learning_rate": 0.5}, schedule=legacy).fit(X, y)
+    assert reg.history_["lr"] == expected
+    assert legacy["after"]["lr0"] == 0.1  # the user's dict is left as it was
+
+
 # -- bad arguments -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("params", "match"),

@@ -388,7 +388,7 @@ class _DeepFitBase(BaseEstimator):
         beta2 = self.beta2
         train = {
             "optimizer": self.optimizer,
-            "lr": float(schedule.pop("lr0", self.learning_rate)),
+            "lr": schedule.pop("lr0", float(self.learning_rate)),
             "beta": float(self.beta1 if momentum else 0.9 if beta2 is None else beta2),
             "beta1": float(self.beta1),
             "beta2": 0.999 if beta2 is None else float(beta2),
