@@ -391,7 +391,7 @@ class PackedDropout(Dropout):
         return f"PackedDropout({self.members}, keep_prob={[float(v) for v in self._keep]})"
 
 
-class PackedBatchNorm(Layer):
+class PackedBatchNorm(BatchNorm):
     """Batch normalization of each member on its own batch statistics, ``(K, m, n)`` inputs.
 
     Member ``k``, as :class:`~deepfit.nn.batchnorm.BatchNorm`::
@@ -401,15 +401,16 @@ class PackedBatchNorm(Layer):
         dz = gamma_k / (m sigma_k) * (m dy - sum_i dy_i - z_hat * sum_i dy_i z_hat_i)
 
     with running statistics per member (the EWA with ``beta = momentum``, unbiased variance),
-    ``gamma``, ``beta`` and the statistics of shape ``(K, n)``.
+    ``gamma``, ``beta`` and the statistics of shape ``(K, n)``. A ``BatchNorm`` subclass, so
+    what treats batch norm specially (the trainer's one-row batches, ``update_bn``) treats
+    this one alike.
     """
 
     def __init__(
         self, members: int, n: int, momentum: float = 0.9, eps: float = 1e-5, *, dtype: Any = None
     ) -> None:
-        super().__init__()
+        BatchNorm.__init__(self, n, momentum, eps)  # the same checks of n, momentum and eps
         self.members = k = _check_members(members, "PackedBatchNorm")
-        BatchNorm(n, momentum, eps)  # the same checks of n, momentum and eps
         self.n, self.momentum, self.eps = n, float(momentum), float(eps)
         dt = resolve_dtype(dtype)
         self.params["gamma"], self.params["beta"] = np.ones((k, n), dt), np.zeros((k, n), dt)
@@ -521,6 +522,11 @@ class PackedLoss(Loss):
         from deepfit.nn.losses import _row_scale
 
         xp = array_module(logits)
+        if logits.ndim == 2:  # one prediction (an ensemble's mean): the single loss
+            value = self.base.forward(logits, y, weight)
+            self._dlogits = self.base.backward()
+            self.values = np.array([value])
+            return value
         if logits.ndim != 3:
             raise ShapeError(
                 f"{self!r}: logits must have shape (members, batch, outputs), "
@@ -617,7 +623,10 @@ class PackedLoss(Loss):
         return diff * diff, diff
 
     def output(self, logits):
-        """Each member's predictions (probabilities or values), shape ``(K, m, c)``."""
+        """Each member's predictions (probabilities or values), shape ``(K, m, c)``; for
+        logits ``(m, c)`` of one prediction, the single loss's output."""
+        if logits.ndim == 2:
+            return self.base.output(logits)
         if isinstance(self.base, SoftmaxCrossEntropy):
             xp = array_module(logits)
             e = xp.exp(logits - logits.max(axis=-1, keepdims=True))
@@ -701,10 +710,98 @@ def packed_penalties(l2: Any = 0.0, l1: Any = 0.0, members: int = 1) -> list[Pac
     return [p for p in found if p.lams.any()]
 
 
+class EnsembleMean(Layer):
+    """The ensemble's prediction from its members' logits: the mean of their probabilities
+    (classification) or values (regression), returned as logits of the single loss.
+
+    Inference, for member logits ``z`` of shape ``(K, m, c)``::
+
+        softmax:   out = log((1/K) sum_k softmax(z_k))
+                       = logsumexp_k(log_softmax(z_k)) - log K
+        sigmoid:   out = log p - log(1 - p),  p = (1/K) sum_k sigmoid(z_k), with
+                   log p = logsumexp_k(-softplus(-z_k)) - log K,
+                   log(1 - p) = logsumexp_k(-softplus(z_k)) - log K
+        identity:  out = (1/K) sum_k z_k
+
+    so that the single loss's ``output`` (softmax, sigmoid, identity) of ``out`` is exactly the
+    mean prediction, and every consumer of a single network's logits (evaluation, accuracy,
+    the model file, ``predict``) sees the ensemble as one network. In training the layer is
+    the identity (``(K, m, c)`` passes through, and so does its gradient): each member learns
+    from its own loss (:class:`PackedLoss`), as in a deep ensemble.
+    """
+
+    OUTPUTS = ("softmax", "sigmoid", "identity")
+
+    def __init__(self, output: str = "softmax") -> None:
+        super().__init__()
+        if output not in self.OUTPUTS:
+            raise DeepfitError(
+                f"EnsembleMean output must be one of {', '.join(self.OUTPUTS)}, got {output!r}"
+            )
+        self.output = output
+        self._seen = False
+
+    def forward(self, z, training: bool = False):
+        if training:
+            self._seen = True
+            return z
+        if z.ndim != 3:
+            raise ShapeError(f"{self!r} expects member outputs (K, m, c), got {tuple(z.shape)}")
+        return combine_members(z, self.output)
+
+    def backward(self, dy):
+        if not self._seen:
+            raise self._missing_cache()
+        return dy
+
+    def _clear_cache(self) -> None:
+        self._seen = False
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "EnsembleMean", "output": self.output}
+
+    def __repr__(self) -> str:
+        return f"EnsembleMean({self.output!r})"
+
+
+def _logsumexp0(a):
+    xp = array_module(a)
+    top = a.max(axis=0)
+    return top + xp.log(xp.exp(a - top).sum(axis=0))
+
+
+def combine_members(z, output: str):
+    """The mean prediction of member logits ``z`` ``(K, m, c)`` as logits (see
+    :class:`EnsembleMean`)."""
+    xp = array_module(z)
+    log_k = np.log(z.shape[0])
+    if output == "identity":
+        return z.mean(axis=0)
+    if output == "softmax":
+        shifted = z - z.max(axis=2, keepdims=True)
+        logp = shifted - xp.log(xp.exp(shifted).sum(axis=2, keepdims=True))
+        return _logsumexp0(logp) - log_k
+
+    def log_sigmoid(v):  # -softplus(-v), stable
+        return xp.minimum(v, 0) - xp.log1p(xp.exp(-xp.abs(v)))
+
+    log_p = _logsumexp0(log_sigmoid(z)) - log_k
+    log_q = _logsumexp0(log_sigmoid(-z)) - log_k
+    return (log_p - log_q).astype(z.dtype)
+
+
 # -- the model --------------------------------------------------------------------------------
 PACKED_LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (PackedDense, BatchEnsembleDense, PackedDropout, PackedBatchNorm)
+    cls.__name__: cls
+    for cls in (PackedDense, BatchEnsembleDense, PackedDropout, PackedBatchNorm, EnsembleMean)
 }
+
+
+def is_packed_config(config: Any) -> bool:
+    """Whether an architecture (a list of layer configs) holds packed layers."""
+    return isinstance(config, list) and any(
+        isinstance(c, dict) and c.get("type") in PACKED_LAYER_TYPES for c in config
+    )
 
 
 class PackedSequential(Sequential):
@@ -737,8 +834,15 @@ class PackedSequential(Sequential):
             for key in getattr(layer, "shared_keys", ())
         }
 
+    def combine(self, logits: Any) -> Any:
+        """The ensemble's logits ``(m, c)`` from member logits ``(K, m, c)``, as the model's
+        :class:`EnsembleMean` forms them (the mean prediction of softmax without one)."""
+        head = next((la for la in self.layers if isinstance(la, EnsembleMean)), None)
+        return combine_members(logits, head.output if head is not None else "softmax")
+
     def predict(self, x: Any, batch_size: int = 4096) -> np.ndarray:
-        """Every member's logits in inference mode, shape ``(K, m, c)``."""
+        """Logits in inference mode: every member's, shape ``(K, m, c)``, or the ensemble's,
+        ``(m, c)``, when the model ends in :class:`EnsembleMean`."""
         x = np.asarray(x) if array_module(x) is np else x
         if x.ndim != 2:
             raise ShapeError(f"predict expects a 2-D array (rows, features), got shape {x.shape}")
@@ -746,9 +850,22 @@ class PackedSequential(Sequential):
             to_numpy(self.forward(x[i : i + batch_size], training=False))
             for i in range(0, x.shape[0], batch_size)
         ]
+        combined = isinstance(self.layers[-1], EnsembleMean)
         if not chunks:
-            return np.zeros((self.members, 0, self.n_outputs or 0), dtype=self.dtype)
-        return np.concatenate(chunks, axis=1)
+            shape = (0,) if combined else (self.members, 0)
+            return np.zeros((*shape, self.n_outputs or 0), dtype=self.dtype)
+        return np.concatenate(chunks, axis=0 if combined else 1)
+
+    def predict_members(self, x: Any, batch_size: int = 4096) -> np.ndarray:
+        """Every member's logits in inference mode, shape ``(K, m, c)`` (before an
+        :class:`EnsembleMean`)."""
+        layers = self.layers
+        if isinstance(layers[-1], EnsembleMean):
+            self.layers = layers[:-1]
+        try:
+            return self.predict(x, batch_size)
+        finally:
+            self.layers = layers
 
     def member(self, k: int) -> Sequential:
         """Member ``k`` as a plain :class:`Sequential` (copies of its arrays; a BatchEnsemble
@@ -757,6 +874,8 @@ class PackedSequential(Sequential):
             raise DeepfitError(f"member {k} is outside 0..{self.members - 1}")
         layers = []
         for layer in self.layers:
+            if isinstance(layer, EnsembleMean):
+                continue
             if hasattr(layer, "member"):
                 layers.append(layer.member(k))
             elif isinstance(layer, PackedDropout):
@@ -775,9 +894,9 @@ class PackedSequential(Sequential):
         *,
         dtype: Any = None,
         rng: RNGLike = None,
-        kind: str = "deep",
     ) -> PackedSequential:
-        """Rebuild a packed model from :meth:`config` (fresh weights: load a state dict)."""
+        """Rebuild a packed model from :meth:`config` (fresh weights: load a state dict); a
+        BatchEnsemble layer makes it of kind ``"batch"``."""
         gen = as_generator(rng)
         layers: list[Layer] = []
         members = None
@@ -790,7 +909,7 @@ class PackedSequential(Sequential):
                     kwargs.update(dtype=dtype, rng=gen)
                 elif name == "PackedBatchNorm":
                     kwargs["dtype"] = dtype
-                else:
+                elif name == "PackedDropout":
                     kwargs["rng"] = gen
                 try:
                     layers.append(PACKED_LAYER_TYPES[name](**kwargs))
@@ -802,6 +921,7 @@ class PackedSequential(Sequential):
                 raise DeepfitError(f"layer {i}: {name!r} is not a layer of a packed model")
         if members is None:
             raise DeepfitError("a packed model's config has no packed layer")
+        kind = "batch" if any(isinstance(la, BatchEnsembleDense) for la in layers) else "deep"
         return cls(layers, members, kind)
 
     def __repr__(self) -> str:
@@ -823,6 +943,7 @@ def packed_mlp(
     kind: str = "deep",
     dtype: Any = None,
     bn_momentum: float = 0.9,
+    output: str | None = None,
 ) -> PackedSequential:
     """``members`` fully connected networks of one architecture, packed.
 
@@ -836,6 +957,10 @@ def packed_mlp(
     ``kind="batch"``: BatchEnsemble / TabM-mini: each hidden layer is one
     :class:`BatchEnsembleDense` (shared ``W``; the first layer's ``r`` with random signs),
     then one output :class:`PackedDense` head per member; one generator draws everything.
+
+    ``output`` (``"softmax"``, ``"sigmoid"``, ``"identity"``) ends the model in
+    :class:`EnsembleMean`: in inference it predicts the mean of the members' probabilities or
+    values as one network's logits; without it every member's logits come out.
     """
     k = _check_members(members, "packed_mlp")
     if kind not in ENSEMBLE_KINDS:
@@ -888,6 +1013,8 @@ def packed_mlp(
             k, width_in, n_out, init, rng=gens if kind == "deep" else gens.spawn(k), dtype=dt
         )
     )
+    if output is not None:
+        layers.append(EnsembleMean(output))
     return PackedSequential(layers, k, kind)
 
 

@@ -371,7 +371,7 @@ class PackedTrainer:
     def predict_members(self, X: Any, batch_size: int = 4096) -> np.ndarray:
         """Each member's probabilities (classification) or values, shape ``(K, m, c)``."""
         X = np.asarray(X, dtype=self.model.dtype)
-        return to_numpy(self.loss.output(self.model.predict(X, batch_size=batch_size)))
+        return to_numpy(self.loss.output(self.model.predict_members(X, batch_size=batch_size)))
 
     def predict(self, X: Any, batch_size: int = 4096) -> np.ndarray:
         """The ensemble's prediction: the mean of the members' probabilities or values."""
@@ -387,7 +387,7 @@ class PackedTrainer:
         if sample_weight is not None:
             w = check_sample_weight(sample_weight, y.shape[0], "evaluation data sample_weight")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            logits = self.model.predict(X, batch_size=batch_size)
+            logits = self.model.predict_members(X, batch_size=batch_size)
             self.loss.forward(logits, y, w)
             probs = to_numpy(self.loss.output(logits))
             mean = probs.mean(axis=0)
@@ -520,9 +520,7 @@ def load_packed_model(path: str | Path) -> tuple[PackedSequential, PackedLoss]:
     names = {cls.__name__: key for key, cls in LOSSES.items()}
     if meta.get("loss") not in names:
         raise DeepfitError(f"{path}: unknown loss {meta.get('loss')!r}")
-    model = PackedSequential.from_config(
-        meta["architecture"], dtype=meta["dtype"], rng=0, kind=meta["kind"]
-    )
+    model = PackedSequential.from_config(meta["architecture"], dtype=meta["dtype"], rng=0)
     try:
         model.load_state_dict(arrays)
     except DeepfitError as exc:
