@@ -201,6 +201,32 @@ def test_partial_fit_calls_continue_one_run(optimizer):
     np.testing.assert_array_equal(pieces.predict_proba(X), whole.predict_proba(X))
 
 
+def test_partial_fit_continues_lookahead_mixup_clipping_and_sgdr():
+    # the techniques that live in the loss, optimizer, schedule and trainer carry over
+    # partial_fit calls as the optimizer does
+    X, y = _blobs(150)
+    params = dict(
+        hidden_layer_sizes=(8,),
+        learning_rate=0.02,
+        label_smoothing=0.1,
+        clip_norm=0.5,
+        mixup="cutmix",
+        lookahead=True,
+        lookahead_k=3,
+        schedule="sgdr",
+        decay_steps=2,
+        batch_size=16,
+        random_state=3,
+    )
+    whole = DeepFitClassifier(**params, max_epochs=5).fit(X, y)
+    pieces = DeepFitClassifier(**params)
+    for _ in range(5):
+        pieces.partial_fit(X, y, classes=np.unique(y))
+    assert pieces.loss_curve_ == whole.loss_curve_
+    assert pieces.history_["lr"] == whole.history_["lr"]
+    np.testing.assert_array_equal(pieces.predict_proba(X), whole.predict_proba(X))
+
+
 def test_partial_fit_regressor_and_after_fit():
     X, y = _smooth(300)
     reg = DeepFitRegressor(hidden_layer_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
