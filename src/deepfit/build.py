@@ -27,7 +27,8 @@ from deepfit.config import SCHEMA, ConfigError, Key
 from deepfit.data.mixup import Mixup
 from deepfit.errors import DeepfitError
 from deepfit.memory import check_training_memory
-from deepfit.nn.init import normal
+from deepfit.nn import init as initializers
+from deepfit.nn.init import Initializer
 from deepfit.nn.losses import Loss, get_loss
 from deepfit.nn.sequential import Sequential, mlp
 from deepfit.optim import schedules
@@ -89,7 +90,7 @@ def build_model(
         m["hidden"],
         n_out,
         activation=m["activation"],
-        init=normal(m["init_scale"]) if m["init"] == "normal" else m["init"],
+        init=build_initializer(config),
         batchnorm=m["batchnorm"],
         norm=None if m["norm"] == "none" else m["norm"],
         residual=m["residual"],
@@ -97,7 +98,51 @@ def build_model(
         rng=streams(config["train"]["seed"])["model"],
         dtype=config["train"]["dtype"],
         **({"embed": embed} if embed else {}),
+        **_ensemble_options(config, loss, embed),
     )
+
+
+ENSEMBLE_OUTPUTS = {
+    "softmax_cross_entropy": "softmax",
+    "sigmoid_binary_cross_entropy": "sigmoid",
+    "mse": "identity",
+}
+
+
+def _ensemble_options(config: dict[str, Any], loss: str, embed: Any) -> dict[str, Any]:
+    """``mlp``'s ensemble arguments for ``model.ensemble = K > 1`` (none for one network):
+    the members' mean prediction follows the loss's output."""
+    m = _table(config, "model")
+    if m["ensemble"] == 1:
+        return {}
+    if embed:
+        raise ConfigError(
+            f"config key 'model.ensemble' = {m['ensemble']}: category embeddings have no "
+            f"packed version; one-hot encode the categories or set model.ensemble = 1"
+        )
+    return {
+        "ensemble": m["ensemble"],
+        "ensemble_kind": m["ensemble_kind"],
+        "ensemble_output": ENSEMBLE_OUTPUTS[loss],
+    }
+
+
+def build_initializer(config: dict[str, Any]) -> Initializer:
+    """The initializer of ``model.init``, built for one network: ``normal`` and
+    ``course_normal`` take ``model.init_scale`` as their standard deviation, the ``course_*``
+    ones draw from ``np.random.seed(model.init_seed)`` (see :class:`deepfit.nn.init.Course`).
+    Only names are accepted: a config holds values, not objects."""
+    m = _table(config, "model")
+    name = m["init"]
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"config key 'model.init' must be the name of an initializer, got "
+            f"{type(name).__name__} {name!r}"
+        )
+    try:
+        return initializers.from_name(name, scale=m["init_scale"], seed=m["init_seed"])
+    except DeepfitError as exc:
+        raise ConfigError(f"config key 'model.init' = {name!r}: {exc}") from None
 
 
 def build_loss(config: dict[str, Any], name: str) -> Loss:
@@ -108,6 +153,10 @@ def build_loss(config: dict[str, Any], name: str) -> Loss:
             "config key 'train.label_smoothing' applies to classification, not to a regression "
             "(mse) loss"
         )
+    if _table(config, "model")["ensemble"] > 1:  # each member learns from its own loss
+        from deepfit.nn.packed import PackedLoss
+
+        return PackedLoss(get_loss(name, label_smoothing=eps))
     return get_loss(name, label_smoothing=eps)
 
 

@@ -197,6 +197,17 @@ def image_size() -> tuple[Check, str]:
     return check, rule
 
 
+def seed32() -> tuple[Check, str]:
+    rule = "an integer in [0, 2**32 - 1] (a NumPy RandomState seed)"
+
+    def check(value: Any) -> Any:
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
 @dataclass(frozen=True)
 class Key:
     """One config key: its default, its checker and the rule the checker enforces."""
@@ -215,6 +226,11 @@ def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
 DATA_SOURCES = (
     "digits", "breast_cancer", "wine", "iris", "circles", "moons", "idx", "mnist",
     "fashion_mnist", "csv", "parquet", "npz", "images",
+)  # fmt: skip
+
+INITS = (
+    "he", "xavier", "glorot_uniform", "normal", "zeros", "course_he", "course_xavier",
+    "course_normal",
 )  # fmt: skip
 
 SCHEDULE_KINDS = (
@@ -274,10 +290,19 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model": {
         "hidden": key([64], widths(), "hidden layer widths"),
         "activation": key("relu", choice("relu", "leaky_relu", "tanh", "sigmoid")),
-        "init": key("he", choice("he", "xavier", "glorot_uniform", "normal", "zeros")),
-        "init_scale": key(
-            0.01, number(0, lo_open=True), "std of init = 'normal' (course: x10 = 10)"
+        "init": key(
+            "he",
+            choice(*INITS),
+            "course_*: the course notebooks' draws, np.random.seed(init_seed) once, then "
+            "W = randn(n_out, n_in).T * std layer by layer (std sqrt(2/n_in), sqrt(1/n_in), "
+            "init_scale)",
         ),
+        "init_scale": key(
+            0.01,
+            number(0, lo_open=True),
+            "std of init = 'normal' and 'course_normal' (course: x10 = 10)",
+        ),
+        "init_seed": key(3, seed32(), "np.random.seed of the course_* inits (notebooks: 3)"),
         "batchnorm": key(False, boolean()),
         "norm": key(
             "none",
@@ -285,6 +310,17 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "normalization in each hidden layer (batchnorm = true is norm = 'batchnorm')",
         ),
         "residual": key(False, boolean(), "residual blocks z + f(z) (the cocktail's skips)"),
+        "ensemble": key(
+            1,
+            number(1, 256, integer=True),
+            "K > 1: K networks trained as one, predicting their mean probability or value",
+        ),
+        "ensemble_kind": key(
+            "deep",
+            choice("deep", "batch"),
+            "deep: independent members (seeds differ); batch: BatchEnsemble / TabM-mini "
+            "(shared weights, per-member rank-1 scalings)",
+        ),
         "keep_prob": key(1.0, keep_probs(), "dropout keep probability"),
         "l2": key(0.0, number(0), "L2 penalty lambda: lambda/(2m) sum ||W||^2"),
         "l1": key(0.0, number(0), "L1 penalty lambda: lambda/m sum |W|"),
@@ -605,6 +641,17 @@ def _check_cross_fields(config: dict[str, Any]) -> None:
             f"config keys 'model.batchnorm' = true and 'model.norm' = {model['norm']!r} "
             "contradict each other: choose one (model.norm = 'batchnorm' replaces batchnorm)"
         )
+    if model.get("ensemble", 1) > 1:
+        for name, used in (
+            ("model.residual", model.get("residual")),
+            ("model.norm", model.get("norm") == "layernorm"),
+        ):
+            if used:
+                raise ConfigError(
+                    f"config key '{name}' = {model[name.split('.')[1]]!r} has no packed version; "
+                    f"model.ensemble = {model['ensemble']} needs a plain stack (set "
+                    f"model.ensemble = 1)"
+                )
     _check_techniques(config.get("train", {}), model)
 
 

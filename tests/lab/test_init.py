@@ -2,9 +2,8 @@ import math
 
 import numpy as np
 
+from deepfit.build import build_model
 from deepfit.lab import initialization
-from deepfit.lab._common import CourseInit
-from deepfit.nn.sequential import mlp
 from tests.lab.helpers import assert_written
 
 
@@ -26,7 +25,11 @@ def test_he_beats_large_random_beats_zeros(quick):
 
 
 def test_course_init_draws_like_the_notebook():
-    model = mlp(2, [10, 5], 1, init=CourseInit("he", seed=3), dtype="float64")
+    """The course configs name their initializer (no object put into a validated config)
+    and build the notebook's draws: np.random.seed(3), then randn(n_out, n_in) * std."""
+    cfg = initialization.circles_config(initialization.COURSE_INITS["He"], 1, 0, "float64")
+    assert all(isinstance(v, (str, int, float, bool, list)) for v in cfg["model"].values())
+    model = build_model(cfg, 2, 2, "sigmoid_binary_cross_entropy")
     state = np.random.RandomState(3)
     W1 = state.randn(10, 2) * np.sqrt(2 / 2)
     W2 = state.randn(5, 10) * np.sqrt(2 / 10)

@@ -329,30 +329,6 @@ def hidden_preactivations(model, X: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-class CourseInit:
-    """The course notebooks' initialization, draw for draw: ``np.random.seed(seed)`` once,
-    then for each layer ``W = randn(n_out, n_in) * scale`` (column-major ``W``, so ours is
-    its transpose), biases zero. ``scale`` is a number, ``"he"`` (``sqrt(2 / n_in)``) or
-    ``"xavier"`` (``sqrt(1 / n_in)``, the regularization notebook's).
-
-    Stateful: build one per model, and let :func:`deepfit.nn.mlp` call it layer by layer.
-    """
-
-    def __init__(self, scale: float | str = "he", seed: int = 3) -> None:
-        self.scale = scale
-        self.state = np.random.RandomState(seed)
-
-    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype: np.dtype):
-        if self.scale in ("he", "xavier"):
-            scale = np.sqrt((2.0 if self.scale == "he" else 1.0) / n_in)
-        else:
-            scale = float(self.scale)
-        return (self.state.randn(n_out, n_in) * scale).T.astype(dtype)
-
-    def __repr__(self) -> str:
-        return f"CourseInit({self.scale!r})"
-
-
 def sklearn_toy(kind: str, n_samples: int, noise: float, seed: int):
     """scikit-learn's ``make_circles``/``make_moons`` with ``random_state=seed``: the same
     points as the notebooks' ``np.random.seed(seed); make_...(...)``. Falls back to deepfit's

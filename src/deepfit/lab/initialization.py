@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,6 @@ from deepfit import data as datasets
 from deepfit.checks.layerstats import layer_statistics
 from deepfit.experiment import prepare
 from deepfit.lab._common import (
-    CourseInit,
     LabResult,
     config,
     prepared,
@@ -32,14 +32,23 @@ from deepfit.lab._common import (
     save_figure,
     sklearn_toy,
 )
-from deepfit.nn.init import normal
 from deepfit.nn.losses import SoftmaxCrossEntropy
 from deepfit.nn.sequential import mlp
 
 NAME = "init"
 TITLE = "Initialization: zeros, large random, He; and Xavier versus He at depth 30"
-INITS = {"zeros": "zeros", "large random (x10)": normal(10.0), "He": "he"}
-COURSE_INITS = {"zeros": "zeros", "large random (x10)": 10.0, "He": "he"}
+# the model keys of each initialization: deepfit's own draws, and the notebook's (np.random.seed(3)
+# once, W = randn(n_out, n_in).T * std layer by layer: deepfit.nn.init.Course)
+INITS = {
+    "zeros": {"init": "zeros"},
+    "large random (x10)": {"init": "normal", "init_scale": 10.0},
+    "He": {"init": "he"},
+}
+COURSE_INITS = {
+    "zeros": {"init": "zeros"},
+    "large random (x10)": {"init": "course_normal", "init_scale": 10.0, "init_seed": 3},
+    "He": {"init": "course_he", "init_seed": 3},
+}
 PUBLISHED = {"zeros": (0.50, 0.50), "large random (x10)": (0.83, 0.86), "He": (0.993, 0.96)}
 COLORS = {"zeros": "#7f7f7f", "large random (x10)": "#d62728", "He": "#2ca02c"}
 DEPTH, WIDTH = 30, 64
@@ -61,10 +70,14 @@ def course_circles_data():
     return prepared((Xtr, ytr), (Xte, yte), 2, name="circles (course)"), exact
 
 
-def circles_config(init, iterations: int, seed: int, dtype: str = "float32") -> dict:
-    cfg = config(
+def circles_config(
+    init: dict[str, Any], iterations: int, seed: int, dtype: str = "float32"
+) -> dict:
+    """The [2, 10, 5, 1] network with the model keys ``init`` (``model.init`` and its
+    ``init_scale`` / ``init_seed``)."""
+    return config(
         [10, 5],
-        model={"loss": "sigmoid_binary_cross_entropy"},
+        model={"loss": "sigmoid_binary_cross_entropy", **init},
         optimizer="sgd",
         lr=0.01,
         batch_size=300,
@@ -72,16 +85,13 @@ def circles_config(init, iterations: int, seed: int, dtype: str = "float32") -> 
         seed=seed,
         dtype=dtype,
     )
-    # the schema names initializers by string; "normal" is N(0, 0.01^2), so the x10 one is
-    # put in after validation (build_model passes any callable on to mlp)
-    cfg["model"]["init"] = init
-    return cfg
 
 
 def depth_config(init: str, epochs: int) -> dict:
-    cfg = config(
+    return config(
         [WIDTH] * DEPTH,
         model={"init": init},
+        data={"source": "digits"},
         optimizer="momentum",
         lr=0.01,
         beta=0.9,
@@ -89,8 +99,6 @@ def depth_config(init: str, epochs: int) -> dict:
         epochs=epochs,
         seed=0,
     )
-    cfg["data"]["source"] = "digits"
-    return cfg
 
 
 def _boundary(trainer, ax, data, title):
@@ -115,8 +123,7 @@ def run(out: Path, quick: bool = False) -> LabResult:
     data, exact_data = course_circles_data()
     course: dict[str, tuple[float, float]] = {}
     curves, trainers = {}, {}
-    for name, scale in COURSE_INITS.items():
-        init = "zeros" if scale == "zeros" else CourseInit(scale, seed=3)
+    for name, init in COURSE_INITS.items():
         summary = run_config(circles_config(init, iterations, 0, "float64"), data)
         course[name] = (summary["train"]["accuracy"], summary["test"]["accuracy"])
         curves[name] = summary["history"]["train_loss"]

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from deepfit.lab._common import (
-    CourseInit,
     LabResult,
     config,
     mnist,
@@ -71,7 +70,8 @@ def moons_run(label: str, epochs: int, data) -> dict:
     optimizer, lr, extra = MOONS[label]
     cfg = config(
         [5, 2],
-        model={"loss": "sigmoid_binary_cross_entropy"},
+        # the notebook's draws: np.random.seed(3), W = randn(n_out, n_in) * sqrt(2 / n_in)
+        model={"loss": "sigmoid_binary_cross_entropy", "init": "course_he", "init_seed": 3},
         optimizer=optimizer,
         lr=lr,
         batch_size=64,
@@ -79,7 +79,6 @@ def moons_run(label: str, epochs: int, data) -> dict:
         dtype="float64",
         **extra,
     )
-    cfg["model"]["init"] = CourseInit("he", seed=3)  # the notebook's draws, after validation
     return run_config(cfg, data)
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from deepfit.lab._common import (
-    CourseInit,
     LabResult,
     config,
     mnist,
@@ -58,14 +57,19 @@ def toy(seed: int):
 def toy_run(variant: str, data, iterations: int) -> dict:
     cfg = config(
         [20, 3],
-        model={"loss": "sigmoid_binary_cross_entropy", **VARIANTS[variant]},
+        # the notebook's draws: np.random.seed(3), W = randn(n_out, n_in) / sqrt(n_in)
+        model={
+            "loss": "sigmoid_binary_cross_entropy",
+            "init": "course_xavier",
+            "init_seed": 3,
+            **VARIANTS[variant],
+        },
         optimizer="sgd",
         lr=0.3,
         batch_size=211,
         epochs=iterations,
         dtype="float64",
     )
-    cfg["model"]["init"] = CourseInit("xavier", seed=3)  # the notebook: randn / sqrt(n_in)
     return run_config(cfg, data)
 
 

@@ -112,6 +112,89 @@ INITIALIZERS: dict[str, Initializer] = {
 }
 
 
+class Course:
+    """The course notebooks' initialization, draw for draw.
+
+    ``np.random.seed(seed)`` once per network, then for each layer ``l`` in order::
+
+        W[l] = np.random.randn(n_out, n_in) * std
+
+    in the notebooks' ``(n_out, n_in)`` layout (deepfit's ``(n_in, n_out)`` weight is its
+    transpose), drawn in float64 and cast to ``dtype``, biases zero, with
+
+    - ``std = sqrt(2 / n_in)`` for ``"he"`` (the initialization and optimization exercises),
+    - ``std = sqrt(1 / n_in)`` for ``"xavier"`` (the regularization exercise),
+    - ``std = scale`` for a number (the initialization exercise's ``randn * 10``).
+
+    Stateful: one instance draws a whole network's weights from one legacy
+    :class:`numpy.random.RandomState`, layer after layer, and ignores the ``rng`` it is
+    called with (so the network's other draws, its dropout masks, are unchanged). Build a
+    fresh one per network (:func:`course`, or :func:`from_name`); the names
+    ``course_he``, ``course_xavier`` and ``course_normal`` are therefore not in
+    :data:`INITIALIZERS`, where one shared instance would serve every network.
+
+    Parameters
+    ----------
+    std : "he", "xavier" or float
+        The rule for the standard deviation (a number: the standard deviation itself, > 0).
+    seed : int
+        The seed of ``np.random.seed``, in ``[0, 2**32 - 1]`` (the notebooks use 3).
+    """
+
+    def __init__(self, std: str | float = "he", seed: int = 3) -> None:
+        if isinstance(std, str):
+            if std not in ("he", "xavier"):
+                raise DeepfitError(
+                    f"course initializer std must be 'he', 'xavier' or > 0, got {std!r}"
+                )
+        elif not (isinstance(std, (int, float)) and not isinstance(std, bool) and std > 0):
+            raise DeepfitError(f"course initializer std must be 'he', 'xavier' or > 0, got {std!r}")
+        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)) or not (
+            0 <= seed < 2**32
+        ):
+            raise DeepfitError(
+                f"course initializer seed must be an integer in [0, 2**32 - 1], got {seed!r}"
+            )
+        self.std = std if isinstance(std, str) else float(std)
+        self.seed = int(seed)
+        self._state = np.random.RandomState(self.seed)
+
+    def __call__(self, n_in: int, n_out: int, rng: RNGLike, dtype: np.dtype) -> np.ndarray:
+        if isinstance(self.std, str):
+            std = np.sqrt((2.0 if self.std == "he" else 1.0) / n_in)
+        else:
+            std = self.std
+        return (self._state.randn(n_out, n_in) * std).T.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"Course({self.std!r}, seed={self.seed})"
+
+
+def course(std: str | float = "he", seed: int = 3) -> Course:
+    """A fresh :class:`Course` initializer (one per network)."""
+    return Course(std, seed)
+
+
+COURSE_INITIALIZERS: dict[str, str | None] = {
+    "course_he": "he",
+    "course_xavier": "xavier",
+    "course_normal": None,  # std = scale
+}
+
+
+def from_name(name: str, *, scale: float = 0.01, seed: int = 3) -> Initializer:
+    """The initializer called ``name``, built for one network: the names of
+    :data:`INITIALIZERS`, ``"normal"`` with standard deviation ``scale``, or a course one
+    (``"course_he"``, ``"course_xavier"``, ``"course_normal"`` with ``std = scale``) drawing
+    from ``np.random.seed(seed)`` (see :class:`Course`)."""
+    if name in COURSE_INITIALIZERS:
+        rule = COURSE_INITIALIZERS[name]
+        return course(scale if rule is None else rule, seed)
+    if name == "normal":
+        return normal(scale)
+    return get_initializer(name)
+
+
 def get_initializer(init: str | Initializer) -> Initializer:
     """Return the initializer named ``init`` (or ``init`` itself when it is callable)."""
     if callable(init):
@@ -119,5 +202,10 @@ def get_initializer(init: str | Initializer) -> Initializer:
     try:
         return INITIALIZERS[init]
     except KeyError:
+        if init in COURSE_INITIALIZERS:
+            raise DeepfitError(
+                f"init {init!r} draws one network's weights from one stream: build it once per "
+                f"network with deepfit.nn.init.from_name({init!r}, seed=...) and pass that"
+            ) from None
         names = ", ".join(sorted(INITIALIZERS))
         raise DeepfitError(f"unknown init {init!r}; choose one of {names}") from None
