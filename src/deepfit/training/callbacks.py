@@ -297,13 +297,18 @@ class MetricsLog(Callback):
         atomic_write_text(self.path, buffer.getvalue())
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            if self._columns is None:
-                self._columns = list(logs)
-                csv.DictWriter(f, fieldnames=self._columns, lineterminator="\n").writeheader()
-            csv.DictWriter(f, fieldnames=self._columns, lineterminator="\n").writerow(logs)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="") as f:
+                if self._columns is None:
+                    self._columns = list(logs)
+                    csv.DictWriter(f, fieldnames=self._columns, lineterminator="\n").writeheader()
+                csv.DictWriter(f, fieldnames=self._columns, lineterminator="\n").writerow(logs)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk fails in write/flush/close, naming no file
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
 
     def __repr__(self) -> str:
         return f"MetricsLog({str(self.path)!r})"
