@@ -481,9 +481,9 @@ def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plots(history, out: Path) -> list[str]:
-    try:
-        from deepfit import plots
-    except ImportError:
+    from deepfit import plots
+
+    if not plots.available():
         return []
     written = []
     for path in (

@@ -17,6 +17,16 @@ from deepfit.io import atomic_write
 from deepfit.optim.ewa import EWA
 
 
+def available() -> bool:
+    """Whether matplotlib (the ``plot`` extra) can be imported: without it a run writes
+    everything but its plots."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def pyplot():
     """matplotlib's pyplot on the headless Agg backend (a clear error without matplotlib)."""
     try:
