@@ -548,7 +548,12 @@ def load(path: str | Path) -> ModelBundle:
         raise DeepfitError(f"{path}: damaged model file: {_reason(exc)}") from None
     check_size(declared, f"{path}: the architecture it declares")
     try:
-        model = Sequential.from_config(meta["architecture"], dtype=meta["dtype"])
+        from deepfit.nn.packed import PackedSequential, is_packed_config
+
+        packed = is_packed_config(meta["architecture"])
+        model = (PackedSequential if packed else Sequential).from_config(
+            meta["architecture"], dtype=meta["dtype"]
+        )
         model.load_state_dict(
             {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
         )

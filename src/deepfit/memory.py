@@ -129,6 +129,7 @@ def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
         optimizer=t["optimizer"],
         batch_size=t["batch_size"],
     )
+    estimate *= int(m.get("ensemble", 1))  # K packed members: K networks' arrays
     limit = memory_limit()
     if estimate > limit:
         n = mlp_params(n_in, m["hidden"], n_out, m["batchnorm"])

@@ -384,7 +384,10 @@ class PackedDropout(Dropout):
         return {
             "type": "PackedDropout",
             "members": self.members,
-            "keep_prob": [float(v) for v in self._keep],
+            # one number when the members agree (a model file's layers hold plain values)
+            "keep_prob": float(self._keep[0])
+            if (self._keep == self._keep[0]).all()
+            else [float(v) for v in self._keep],
         }
 
     def __repr__(self) -> str:
@@ -497,21 +500,30 @@ class PackedLoss(Loss):
     loss's, entry for entry (the last axis is the class axis), so a member's loss and gradient
     equal its own run's.
 
+    ``PackedLoss(base)`` is an instance of the base loss's class too (``PackedLoss("mse")`` is a
+    ``MeanSquaredError``), so code that asks which loss it has gets the right answer.
+
     Parameters
     ----------
     base : Loss or str
         The single-network loss: softmax cross-entropy, sigmoid binary cross-entropy or MSE.
     """
 
+    def __new__(cls, base: Loss | str) -> PackedLoss:
+        if cls is PackedLoss:
+            from deepfit.nn.losses import get_loss
+
+            kind = type(get_loss(base) if isinstance(base, str) else base)
+            if kind not in _PACKED_LOSSES:
+                raise DeepfitError(f"PackedLoss cannot pack {base!r}")
+            cls = _PACKED_LOSSES[kind]
+        return super().__new__(cls)
+
     def __init__(self, base: Loss | str) -> None:
-        super().__init__()
+        Loss.__init__(self)
         from deepfit.nn.losses import get_loss
 
         self.base = get_loss(base) if isinstance(base, str) else base
-        if not isinstance(
-            self.base, (SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy, MeanSquaredError)
-        ):
-            raise DeepfitError(f"PackedLoss cannot pack {self.base!r}")
         self.task = self.base.task
         self.label_smoothing = _check_smoothing(
             "PackedLoss", getattr(self.base, "label_smoothing", 0.0)
@@ -639,6 +651,25 @@ class PackedLoss(Loss):
 
     def __repr__(self) -> str:
         return f"PackedLoss({self.base!r})"
+
+
+class PackedSoftmaxCrossEntropy(PackedLoss, SoftmaxCrossEntropy):
+    """:class:`PackedLoss` of :class:`~deepfit.nn.losses.SoftmaxCrossEntropy`."""
+
+
+class PackedSigmoidBinaryCrossEntropy(PackedLoss, SigmoidBinaryCrossEntropy):
+    """:class:`PackedLoss` of :class:`~deepfit.nn.losses.SigmoidBinaryCrossEntropy`."""
+
+
+class PackedMeanSquaredError(PackedLoss, MeanSquaredError):
+    """:class:`PackedLoss` of :class:`~deepfit.nn.losses.MeanSquaredError`."""
+
+
+_PACKED_LOSSES: dict[type, type[PackedLoss]] = {
+    SoftmaxCrossEntropy: PackedSoftmaxCrossEntropy,
+    SigmoidBinaryCrossEntropy: PackedSigmoidBinaryCrossEntropy,
+    MeanSquaredError: PackedMeanSquaredError,
+}
 
 
 # -- penalties --------------------------------------------------------------------------------
@@ -1060,3 +1091,59 @@ def pack(models: Sequence[Sequential]) -> PackedSequential:
                 value[...] = np.stack([to_numpy(getattr(c, store)[key]) for c in column])
         layers.append(packed)
     return PackedSequential(layers, k, "deep")
+
+
+def ensemble_mlp(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    members: int,
+    *,
+    kind: str = "deep",
+    output: str = "softmax",
+    activation: str = "relu",
+    init: str | Initializer = "he",
+    batchnorm: bool = False,
+    keep_prob: float | Sequence[float] = 1.0,
+    rng: RNGLike = None,
+    dtype: Any = None,
+    bn_momentum: float = 0.9,
+    norm: str | None = None,
+    residual: bool = False,
+    embed: Any = None,
+) -> PackedSequential:
+    """What ``mlp(..., ensemble=members)`` builds: :func:`packed_mlp` ending in
+    :class:`EnsembleMean` (``output``), from one seed (a deep ensemble's members get the
+    ``spawn`` children of ``rng``). Layer norm, residual blocks and embeddings have no packed
+    version and are refused."""
+    members = _check_members(members, "mlp ensemble")
+    if norm == "batchnorm":
+        batchnorm, norm = True, None
+    for what, used in (
+        ("norm='layernorm'", norm == "layernorm"),
+        ("residual=True", residual),
+        ("embed (category embeddings)", embed is not None),
+    ):
+        if used:
+            raise DeepfitError(f"mlp ensemble={members} does not support {what}; use ensemble=1")
+    if isinstance(rng, (list, tuple)):
+        raise DeepfitError("mlp ensemble takes one seed or Generator; members get its children")
+    if output not in EnsembleMean.OUTPUTS:
+        raise DeepfitError(
+            f"mlp ensemble_output must be one of {', '.join(EnsembleMean.OUTPUTS)}, got {output!r}"
+        )
+    return packed_mlp(
+        n_in,
+        hidden,
+        n_out,
+        members,
+        activation,
+        init,
+        batchnorm,
+        keep_prob,
+        rng,
+        kind=kind,
+        dtype=dtype,
+        bn_momentum=bn_momentum,
+        output=output,
+    )

@@ -9,6 +9,7 @@ import numpy as np
 
 from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype, to_numpy
 from deepfit.errors import DeepfitError, ShapeError
+from deepfit.flat import flat_base
 from deepfit.nn.activations import LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
@@ -41,13 +42,29 @@ class Sequential:
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> Any:
-        """Run every layer on ``x`` (cast to the model's dtype)."""
+        """Run every layer on ``x`` (cast to the model's dtype).
+
+        A ``Dense`` layer with a bias followed by a ``ReLU`` runs as one product and one
+        fused pass ``max(x W + b, 0)`` (:meth:`Dense.forward_linear`,
+        :meth:`ReLU.forward_biased`): the same numbers and caches as the two calls.
+        """
         dtype = self.dtype
         if dtype is not None:
             xp = self._module()
             x = xp.asarray(x, dtype=dtype)
-        for layer in self.layers:
+        layers = self.layers
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            if type(layer) is Dense and i + 1 < n and type(layers[i + 1]) is ReLU:
+                b = layer.params.get("b")
+                if b is not None:
+                    z = layer.forward_linear(x, training)
+                    x = layers[i + 1].forward_biased(z, b, training)
+                    i += 2
+                    continue
             x = layer.forward(x, training)
+            i += 1
         return x
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Any:
@@ -133,6 +150,59 @@ class Sequential:
             if key in layer.params
         ]
 
+    def flatten_parameters(self) -> bool:
+        """Put every parameter in one contiguous buffer and every gradient in another.
+
+        Each layer's ``params`` and ``grads`` entries become C-ordered views of segments of
+        the two buffers, in the order of :attr:`params` (values copied; see
+        :mod:`deepfit.flat`), so an optimizer updates the whole model in one pass. Everything
+        per array works as before: the views are the layers' own arrays. Returns whether the
+        parameters now tile one buffer (``False``, and nothing changed, when there are none,
+        or when they differ in dtype or device). Already flat: nothing is copied.
+
+        Replacing a layer's array (``Layer.to``, ``Layer.astype``, assigning
+        ``layer.params[key]``) takes it out of the buffer; optimizers then update the arrays
+        one by one until the next call (:meth:`to`, :meth:`astype` and ``Trainer.fit`` make
+        it).
+        """
+        leaves = [
+            layer
+            for _, layer in self.named_layers()
+            if isinstance(vars(layer).get("params"), dict)  # containers' params are views
+        ]
+        entries = [(layer, key) for layer in leaves for key in layer.params]
+        if not entries:
+            return False
+        params = [layer.params[key] for layer, key in entries]
+        grads = [layer.grads.get(key) for layer, key in entries]
+        first = params[0]
+        dtype = first.dtype
+        for p, g in zip(params, grads, strict=True):
+            if (
+                g is None
+                or type(p) is not type(first)
+                or type(g) is not type(first)
+                or p.dtype != first.dtype
+                or g.dtype != first.dtype
+                or g.shape != p.shape
+            ):
+                return False
+        if flat_base(params) is not None and flat_base(grads) is not None:
+            return True
+        xp, total = array_module(first), sum(int(p.size) for p in params)
+        del params, grads, first, p, g  # each array is freed as soon as it is copied
+        flat_params = xp.empty(total, dtype=dtype)
+        flat_grads = xp.empty(total, dtype=dtype)
+        start = 0
+        for layer, key in entries:
+            for store, flat in ((layer.params, flat_params), (layer.grads, flat_grads)):
+                value = store[key]
+                view = flat[start : start + value.size].reshape(value.shape)
+                view[...] = value
+                store[key] = view
+            start += view.size
+        return True
+
     def parameters(self) -> Iterator[tuple[str, Any, Any]]:
         """Yield ``(name, param, grad)`` for every trainable array."""
         grads = self.grads
@@ -176,6 +246,7 @@ class Sequential:
         """
         for layer in self.layers:
             layer.astype(dtype)
+        self.flatten_parameters()
         return self
 
     def to(self, backend: str) -> Sequential:
@@ -189,6 +260,7 @@ class Sequential:
         """
         for layer in self.layers:
             layer.to(backend)
+        self.flatten_parameters()
         return self
 
     @property
@@ -242,7 +314,9 @@ class Sequential:
     ) -> Sequential:
         """Rebuild a model from :meth:`config` (fresh weights: load a state dict next)."""
         gen = as_generator(rng)
-        return cls([layer_from_config(c, i, dtype=dtype, rng=gen) for i, c in enumerate(config)])
+        model = cls([layer_from_config(c, i, dtype=dtype, rng=gen) for i, c in enumerate(config)])
+        model.flatten_parameters()
+        return model
 
     # -- container protocol ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -338,6 +412,9 @@ def mlp(
     norm: str | None = None,
     residual: bool = False,
     embed: Mapping[str, Sequence[int]] | None = None,
+    ensemble: int = 1,
+    ensemble_kind: str = "deep",
+    ensemble_output: str = "softmax",
 ) -> Sequential:
     """Build a fully connected network.
 
@@ -378,7 +455,35 @@ def mlp(
         ``{"columns": [...], "cardinalities": [...], "dims": [...]}`` puts an
         :class:`~deepfit.nn.embedding.EmbedColumns` first (what a table preprocessor's
         ``embed_spec()`` returns); the first ``Dense`` then takes its ``n_out`` inputs.
+    ensemble : int
+        ``K > 1`` builds ``K`` networks trained as one (see :mod:`deepfit.nn.packed`):
+        ``ensemble_kind="deep"``, a deep ensemble whose members differ by seed (member ``k``
+        is ``mlp(..., rng=child_k)`` with ``child_k`` the ``k``-th ``spawn`` of ``rng``), or
+        ``"batch"``, BatchEnsemble / TabM-mini (shared weights, per-member rank-1 scalings).
+        It predicts the mean of the members' probabilities (``ensemble_output="softmax"`` or
+        ``"sigmoid"``, the loss's output) or values (``"identity"``).
     """
+    if ensemble != 1:
+        from deepfit.nn.packed import ensemble_mlp  # packed.py builds on Sequential
+
+        return ensemble_mlp(
+            n_in,
+            hidden,
+            n_out,
+            ensemble,
+            kind=ensemble_kind,
+            output=ensemble_output,
+            activation=activation,
+            init=init,
+            batchnorm=batchnorm,
+            keep_prob=keep_prob,
+            rng=rng,
+            dtype=dtype,
+            bn_momentum=bn_momentum,
+            norm=norm,
+            residual=residual,
+            embed=embed,
+        )
     hidden = list(hidden)
     for i, width in enumerate(hidden):
         if not isinstance(width, (int, np.integer)) or width < 1:
@@ -441,7 +546,9 @@ def mlp(
             layers += make_dropout(kp)
             width_in = width
     layers.append(Dense(width_in, n_out, init, rng=gen, dtype=dt))
-    return Sequential(layers)
+    model = Sequential(layers)
+    model.flatten_parameters()
+    return model
 
 
 def _residual(block: list[Layer]) -> Layer:

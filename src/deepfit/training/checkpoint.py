@@ -56,11 +56,16 @@ def _fingerprint(trainer: Trainer) -> dict[str, Any]:
 
 
 def _layer_rngs(trainer: Trainer) -> dict[str, np.random.Generator]:
-    return {
+    found = {
         name: layer.rng
         for name, layer in trainer.model.named_layers()
         if isinstance(getattr(layer, "rng", None), np.random.Generator)
     }
+    for name, layer in trainer.model.named_layers():  # a packed dropout: one per member
+        for k, gen in enumerate(getattr(layer, "rngs", ())):
+            if k:  # member 0's is the layer's rng
+                found[f"{name}/{k}"] = gen
+    return found
 
 
 def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:

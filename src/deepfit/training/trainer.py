@@ -249,6 +249,8 @@ class Trainer:
         """Correct predictions: a count, or the sum of the correct examples' weights."""
         if isinstance(self.loss, MeanSquaredError) or y.ndim != 1:
             return None
+        if logits.ndim == 3:  # a packed ensemble's members in training: their mean prediction
+            logits = self.model.combine(logits)
         if isinstance(self.loss, SigmoidBinaryCrossEntropy):
             predicted = (logits[:, 0] > 0).astype(np.int64)
         else:
@@ -340,6 +342,9 @@ class Trainer:
             n_classes = self._n_classes()
         track_accuracy = self.task == "classification" and y.ndim == 1 and mixup is None
         self.train_inputs = X
+        # every parameter in one buffer, every gradient in another: one optimizer pass per
+        # step (a no-op when the model is already flat)
+        self.model.flatten_parameters()
 
         try:
             for cb in self.callbacks:
