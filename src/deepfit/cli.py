@@ -154,6 +154,14 @@ def train(
     mlflow: MlflowOpt = False,
     tracking_uri: TrackingUriOpt = None,
     experiment_name: ExperimentNameOpt = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            help="With --data: search the table recipe's regularization cocktail for this long "
+            "(90s, 5m, 1h; rerun to resume), then train the winner into OUT/best.",
+        ),
+    ] = None,
 ) -> None:
     """Train the model of CONFIG (or of a table: --data FILE --target COL) and write a run
     directory.
@@ -188,6 +196,18 @@ def train(
         overrides = [*(set_ or []), *([f"train.seed={seed}"] if seed is not None else [])]
         resolved = configuration.load(config, overrides)
     stem = config.stem if config is not None else data.name.split(".")[0]
+    if budget is not None:
+        if data is None:
+            raise DeepfitError(
+                "--budget searches a table's recipe: give --data FILE --target COLUMN (for a "
+                "config file with a [tune] table: deepfit tune CONFIG --budget ...)"
+            )
+        from deepfit.tuning.command import train_budgeted
+
+        out = out if out is not None else Path("runs") / f"{stem}-search"
+        fixed = [configuration.parse_override(s)[0] for s in set_ or []]
+        train_budgeted(resolved, out, budget, fixed=fixed, quiet=quiet, json_=json_)
+        return
     out = out if out is not None else Path("runs") / stem
     try:
         run = experiment.run

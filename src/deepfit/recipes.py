@@ -33,6 +33,66 @@ TABLE_RECIPE: dict[str, Any] = {
 }
 
 
+#: The search space of ``deepfit train --data FILE --target COL --budget 5m``: the
+#: regularization cocktail of Kadra et al. 2021 ("Well-tuned simple nets excel on tabular
+#: datasets": residual MLP, batch norm, dropout, weight decay, mixup/cutmix, SWA, lookahead,
+#: searched on/off with their own hyperparameters only when on) with RealMLP's ranges
+#: (Holzmueller et al. 2024: 256-wide layers, lr around 1e-3 for Adam, label smoothing,
+#: layer-wise norm). Sampled by TPE; each technique's hyperparameters are conditional
+#: (``... if KEY``, see :mod:`deepfit.tuning.space`). ``train.label_smoothing`` is added for
+#: classification (:func:`table_space`).
+TABLE_SPACE: dict[str, Any] = {
+    "use": {
+        "dropout": "choice([false, true])",
+        "weight_decay": "choice([false, true])",
+        "clip": "choice([false, true])",
+    },
+    "model": {
+        "hidden": "choice([[128], [256], [512], [128, 128], [256, 256], [512, 512], "
+        "[256, 256, 256], [512, 512, 512]])",
+        "residual": "choice([false, true])",
+        "norm": "choice(['none', 'batchnorm', 'layernorm'])",
+        "keep_prob": "uniform(0.5, 0.95) if use.dropout",
+    },
+    "train": {
+        "lr": "loguniform(1e-4, 1e-2)",
+        "batch_size": "choice([64, 128, 256])",
+        "weight_decay": "loguniform(1e-5, 1e-1) if use.weight_decay",
+        "clip_norm": "loguniform(0.1, 10) if use.clip",
+        "mixup": {
+            "kind": "choice(['none', 'mixup', 'cutmix'])",
+            "alpha": "uniform(0.1, 1) if train.mixup.kind != 'none'",
+        },
+        "averaging": {
+            "kind": "choice(['none', 'swa', 'ema'])",
+            "start": "int(0, 20) if train.averaging.kind != 'none'",
+            "decay": "one_minus_loguniform(0.9, 0.999) if train.averaging.kind == 'ema'",
+        },
+        "lookahead": {
+            "enabled": "choice([false, true])",
+            "k": "int(3, 10) if train.lookahead.enabled",
+            "alpha": "uniform(0.3, 0.8) if train.lookahead.enabled",
+        },
+    },
+}
+
+#: Added to :data:`TABLE_SPACE` for classification tables.
+TABLE_SPACE_CLASSIFICATION: dict[str, Any] = {
+    "use": {"label_smoothing": "choice([false, true])"},
+    "train": {"label_smoothing": "uniform(0.01, 0.2) if use.label_smoothing"},
+}
+
+
+def table_space(task: str) -> dict[str, Any]:
+    """The ``[tune.space]`` table of a budgeted table search for ``task`` (classification
+    adds label smoothing)."""
+    space = copy.deepcopy(TABLE_SPACE)
+    if task == "classification":
+        for section, values in TABLE_SPACE_CLASSIFICATION.items():
+            space.setdefault(section, {}).update(values)
+    return space
+
+
 def table_config(
     path: str | Path,
     target: str,

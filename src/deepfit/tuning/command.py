@@ -52,6 +52,26 @@ def tune(
         bool | None,
         typer.Option("--prune/--no-prune", help="Prune hopeless trials (default: tune.pruning)."),
     ] = None,
+    pruner: Annotated[
+        str | None,
+        typer.Option(help="median, halving, hyperband or none (default: tune.pruner)."),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Wall time of the search (90s, 5m, 1h; default: tune.budget), counted across "
+            "reruns; without --trials (or tune.trials in the file) random and tpe search until "
+            "it is spent. The winner is then trained into OUT/best.",
+        ),
+    ] = None,
+    train_best: Annotated[
+        bool | None,
+        typer.Option(
+            "--train-best/--no-train-best",
+            help="Train the best configuration into OUT/best after the search (default: with "
+            "a budget).",
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Override a config key: --set tune.trials=40."),
@@ -102,6 +122,13 @@ def tune(
     strategies = configuration.TUNE_STRATEGIES
     if strategy is not None and strategy not in strategies:
         raise DeepfitError(f"--strategy must be one of {', '.join(strategies)}, got {strategy!r}")
+    pruners = configuration.TUNE_PRUNERS
+    if pruner is not None and pruner not in pruners:
+        raise DeepfitError(f"--pruner must be one of {', '.join(pruners)}, got {pruner!r}")
+    if budget is not None:
+        from deepfit.tuning.budget import parse_duration
+
+        parse_duration(budget)
     if executor not in ("local", "ray"):
         raise DeepfitError(f"--executor must be 'local' or 'ray', got {executor!r}")
     resolved = configuration.load(config, set_ or [])
@@ -110,6 +137,8 @@ def tune(
             typer.echo(json.dumps(point))
         return
     out = out if out is not None else Path("runs") / f"tune-{config.stem}"
+    if trials is None and (budget or resolved["tune"].get("budget")):
+        trials = _budget_trials(config, set_ or [], strategy or resolved["tune"]["strategy"])
     echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line, err=False))
     run = _study.tune
     if mlflow or tracking_uri or experiment_name:
@@ -123,6 +152,9 @@ def tune(
         trials=trials,
         strategy=strategy,
         pruning=prune,
+        pruner=pruner,
+        budget=budget,
+        train_best=train_best,
         workers=workers,
         executor=executor,
         address=address,
@@ -149,6 +181,77 @@ def tune(
             f"best: trial {best['number']}, {summary['metric']} {best['value']:.4f}  "
             + _study.format_point(best["params"])
         )
+    spent = summary.get("budget")
+    if spent:
+        from deepfit.tuning.budget import format_duration
+
+        typer.echo(
+            f"budget {format_duration(spent['seconds'])}: {format_duration(spent['spent'])} "
+            f"spent ({format_duration(spent['this_run'])} in this run)"
+        )
     typer.echo(f"written to {out}: {', '.join(summary['files'])}")
-    if best is not None:
+    if summary.get("best_run"):
+        run = summary["best_run"]
+        typer.echo(f"the winner's run directory: {run['out']}")
+    elif best is not None:
         typer.echo(f"train it: deepfit train {out / _study.BEST_FILE}")
+
+
+def _budget_trials(config: Path, assignments: list[str], strategy: str) -> int | None:
+    """``trials`` of a budgeted search: unlimited for random and tpe unless the file or
+    ``--set`` gives ``tune.trials`` (grid and coarse-to-fine plan their points from it)."""
+    from deepfit import config as configuration
+    from deepfit.tuning import study as _study
+
+    if strategy not in ("random", "tpe"):
+        return None
+    if "trials" in (configuration.read_raw(config).get("tune") or {}):
+        return None
+    if any(a.split("=", 1)[0].strip() == "tune.trials" for a in assignments):
+        return None
+    return _study.UNLIMITED_TRIALS
+
+
+def train_budgeted(
+    resolved: dict,
+    out: Path,
+    budget: str,
+    *,
+    fixed: list[str],
+    quiet: bool = False,
+    json_: bool = False,
+) -> None:
+    """``deepfit train --data FILE --target COL --budget 5m`` (see
+    :mod:`deepfit.tuning.table_search`): the search's rows as they end, then the winner's
+    run summary."""
+    from deepfit.tuning.budget import format_duration, parse_duration
+    from deepfit.tuning.table_search import search_table
+
+    parse_duration(budget)
+    echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line))
+    summary = search_table(resolved, out, budget, fixed=fixed, echo=echo)
+    if json_:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    spent = summary.get("budget") or {}
+    typer.echo(
+        f"{summary['counted']} trials ({summary['complete']} complete, {summary['pruned']} "
+        f"pruned, {summary['failed']} failed) in {format_duration(spent.get('spent', 0.0))} "
+        f"of {format_duration(spent.get('seconds', 0.0))}; the search is in {out}"
+    )
+    run = summary.get("best_run")
+    if run is None:
+        typer.echo("no trial completed: nothing to train")
+        return
+    from deepfit import cli
+
+    best = summary["best"]
+    typer.echo(f"best: trial {best['number']}  " + _format_point(best["params"]))
+    with open(Path(run["out"]) / "summary.json", encoding="utf-8") as f:
+        cli._print_summary(json.load(f), Path(run["out"]))
+
+
+def _format_point(point: dict) -> str:
+    from deepfit.tuning.study import format_point
+
+    return format_point(point)

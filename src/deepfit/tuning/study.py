@@ -42,7 +42,8 @@ several successive-halving brackets with different first rungs, up to ``train.ep
 start only while time is left; the study stays resumable, and the time is counted across
 reruns. After a budgeted search the best configuration is trained again into ``OUT/best``
 (``train_best``), a normal run directory (with ``train.refit = true`` it retrains on train +
-dev after early stopping).
+dev after early stopping; the trials themselves skip the refit, which changes nothing they
+report).
 
 **Conditional spaces** (``"... if KEY == value"``, see :mod:`deepfit.tuning.space`): every
 trial is sampled define-by-run (:func:`deepfit.tuning.space.suggest`), so only its active
@@ -339,7 +340,7 @@ class Tuner:
         seconds = self.settings.budget_seconds
         self.budget: _budget.Budget | None = None
         if seconds is not None:
-            self.budget = _budget.Budget(seconds, self.driver)
+            self.budget = _budget.Budget(seconds, f"{socket.gethostname()}:{os.getpid()}")
         self.train_best = (seconds is not None) if train_best is None else bool(train_best)
         self._retry = _Retry(self.echo)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
@@ -608,6 +609,10 @@ class Tuner:
             self.study.tell(trial, state=S.FAIL)
             self._after(trial.number)
             return "started"
+        if config["train"].get("refit"):
+            # a trial is scored on dev before any refit: training again on train + dev would
+            # change nothing it reports (the winner's run in OUT/best refits as configured)
+            config["train"]["refit"] = False
         payload = {
             "number": trial.number,
             "config": config,
