@@ -81,24 +81,27 @@ def _is_row_numbers(values: np.ndarray) -> bool:
     return bool(np.array_equal(values, steps) or np.array_equal(values, steps + 1))
 
 
-def _distinct(values: np.ndarray) -> tuple[int, bool]:
-    """Number of distinct present values, and whether any cell is missing."""
+def _is_constant(values: np.ndarray) -> bool:
+    """One value and no missing cell (a column that is all missing counts as constant too)."""
     if values.dtype.kind == "f":
-        present = values[~np.isnan(values)]
-        return int(np.unique(present).size), bool(present.size < values.size)
-    present = [v for v in values if v is not None]
-    return len(set(present)), len(present) < len(values)
+        missing = np.isnan(values)
+        if missing.all():
+            return True
+        return not missing.any() and bool(np.nanmin(values) == np.nanmax(values))
+    present = set(values.tolist())
+    return present == {None} or (len(present) == 1 and None not in present)
 
 
 def _is_id_like(values: np.ndarray) -> bool:
-    n_distinct, missing = _distinct(values)
     n = len(values)
-    if missing or n < 20 or n_distinct != n:
+    if n < 20:
         return False
     if values.dtype.kind != "f":
-        return True
-    whole = bool(np.all(values == np.round(values)))
-    return whole and float(values.max() - values.min()) == n - 1
+        present = set(values.tolist())
+        return None not in present and len(present) == n
+    if np.isnan(values).any() or float(values.max() - values.min()) != n - 1:
+        return False
+    return bool(np.all(values == np.round(values))) and np.unique(values).size == n
 
 
 def infer_roles(
@@ -147,7 +150,7 @@ def infer_roles(
             roles[name] = "categorical"
         elif j == 0 and name in _ROW_NUMBER_NAMES and _is_row_numbers(values):
             roles[name], reasons[name] = "drop", "row numbers"
-        elif _distinct(values) in ((0, True), (1, False)):
+        elif _is_constant(values):
             roles[name], reasons[name] = "drop", "constant"
         elif _is_id_like(values):
             roles[name], reasons[name] = "drop", "ID-like"

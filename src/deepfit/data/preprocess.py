@@ -75,11 +75,37 @@ class TransformReport:
         return out
 
 
-def _levels(values: np.ndarray) -> list[str]:
-    """The text of each cell (numbers as :func:`label_key` writes them), missing as None."""
+def _level_codes(values: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+    """The distinct cells of a column as text (numbers as :func:`label_key` writes them;
+    ``None`` for a missing cell) and, for every row, the index of its cell among them.
+
+    Numbers: one ``np.unique``; text: one hash-table pass (pyarrow's ``dictionary_encode``
+    when pyarrow is there, as pandas' ``factorize``), then Python only for distinct values.
+    """
     if values.dtype.kind == "f":
-        return [None if math.isnan(v) else label_key(v) for v in values.tolist()]
-    return [None if v is None else str(v) for v in values.tolist()]
+        missing = np.isnan(values)
+        distinct, inverse = np.unique(values[~missing], return_inverse=True)
+        texts: list[str | None] = [label_key(v) for v in distinct.tolist()]
+        index = np.full(len(values), len(texts), dtype=np.int64)
+        index[~missing] = inverse.reshape(-1)
+        if missing.any():
+            texts.append(None)
+        return texts, index
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        seen: dict[Any, int] = {}
+        index = np.fromiter(
+            (seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, len(values)
+        )
+        return list(seen), index
+    encoded = pa.array(values, type=pa.string(), from_pandas=True).dictionary_encode()
+    texts = encoded.dictionary.to_pylist()
+    index = pc.fill_null(encoded.indices, len(texts)).to_numpy(zero_copy_only=False)
+    if encoded.null_count:
+        texts.append(None)
+    return texts, index.astype(np.int64)
 
 
 class TablePreprocessor:
@@ -131,7 +157,7 @@ class TablePreprocessor:
         if self.numeric and self.scaling != "none":
             self.scaler = make_scaler(self.scaling).fit(numeric)
         for name in self.categorical:
-            levels = _levels(table[name])
+            levels, _ = _level_codes(table[name])
             present = sort_class_names(v for v in levels if v is not None)
             self.vocab[name] = list(present) + ([MISSING_LEVEL] if None in levels else [])
         self.fitted = True
@@ -221,21 +247,24 @@ class TablePreprocessor:
             )
         self._check_missing_allowed(table)
         numeric = self._numeric_block_counted(table, report)
-        blocks = [self.scaler.transform(numeric) if self.scaler is not None else numeric]
-        blocks.append(
-            np.column_stack([np.isnan(table[n]) for n in self.indicators]).astype(np.float64)
-            if self.indicators
-            else np.zeros((table.n_rows, 0))
-        )
+        out = np.empty((table.n_rows, self.n_features), dtype=np.float32)
+        j = numeric.shape[1]
+        out[:, :j] = self.scaler.transform(numeric) if self.scaler is not None else numeric
+        for name in self.indicators:
+            out[:, j] = np.isnan(table[name])
+            j += 1
         codes = {n: self._codes(table, n, report) for n in self.categorical}
         for n in self.onehot:
-            block = np.zeros((table.n_rows, len(self.vocab[n])))
+            width = len(self.vocab[n])
+            block = out[:, j : j + width]
+            block[:] = 0.0
             known = codes[n] > 0
             block[np.flatnonzero(known), codes[n][known] - 1] = 1.0
-            blocks.append(block)
+            j += width
         for n in self.embedded:
-            blocks.append(codes[n][:, None].astype(np.float64))
-        return np.hstack(blocks).astype(np.float32), report
+            out[:, j] = codes[n]
+            j += 1
+        return out, report
 
     def _numeric_block_counted(self, table: Table, report: TransformReport) -> np.ndarray:
         for name in self.numeric:
@@ -254,15 +283,14 @@ class TablePreprocessor:
 
     def _codes(self, table: Table, name: str, report: TransformReport) -> np.ndarray:
         index = {level: k + 1 for k, level in enumerate(self.vocab[name])}
-        levels = _levels(table[name])
-        holes = sum(v is None for v in levels)
-        if holes:
+        levels, rows = _level_codes(table[name])
+        if None in levels:
+            holes = int((rows == levels.index(None)).sum())
             report.missing[name] = report.missing.get(name, 0) + holes
-        codes = np.fromiter(
-            (index.get(MISSING_LEVEL if v is None else v, 0) for v in levels),
-            dtype=np.int64,
-            count=len(levels),
+        of_level = np.array(
+            [index.get(MISSING_LEVEL if v is None else v, 0) for v in levels], dtype=np.int64
         )
+        codes = of_level[rows] if len(levels) else np.zeros(len(rows), dtype=np.int64)
         unseen = int((codes == 0).sum())
         if unseen:
             report.unseen[name] = unseen

@@ -318,9 +318,25 @@ def _arrow_column(chunked: Any, na: tuple[str, ...]) -> np.ndarray:
         return np.full(len(chunked), np.nan)
     if pa.types.is_boolean(kind):
         return np.array([None if v is None else str(v) for v in chunked.to_pylist()], dtype=object)
+    import pyarrow.compute as pc
+
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         chunked = chunked.cast(pa.string())
-    return column(np.array(chunked.to_pylist(), dtype=object), na)
+    # as column() does, vectorized: strip, missing tokens to null, numbers to float64
+    text = pc.utf8_trim_whitespace(chunked)
+    text = pc.if_else(pc.is_in(text, value_set=pa.array(list(na), pa.string())), None, text)
+    if text.null_count < len(text):
+        try:
+            numbers = pc.cast(text, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        else:
+            return numbers.to_numpy(zero_copy_only=False).astype(np.float64)
+    # through the dictionary: one Python string per distinct value, shared by reference
+    encoded = pc.fill_null(pc.dictionary_encode(text), None).combine_chunks()
+    levels = np.asarray([*encoded.dictionary.to_pylist(), None], dtype=object)
+    index = pc.fill_null(encoded.indices, len(levels) - 1).to_numpy(zero_copy_only=False)
+    return levels[index]
 
 
 def _check_names(p: Path, names: list[str]) -> None:
