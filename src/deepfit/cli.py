@@ -272,13 +272,20 @@ def _is_image_input(bundle, path: Path) -> bool:
 def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
     from deepfit.data import encode_labels, npz
     from deepfit.data.tabular import read_features
+    from deepfit.errors import DataError
 
     if _is_image_input(bundle, path) and bundle.class_names is not None:
         from deepfit.data.images import labelled_image_inputs
 
         return labelled_image_inputs(path, bundle.image_shape, bundle.class_names)
     if path.suffix == ".npz":
-        ds = npz(path, task="regression" if bundle.loss == "mse" else "classification")
+        try:
+            ds = npz(path, task="regression" if bundle.loss == "mse" else "classification")
+        except DataError:
+            one = _one_class_npz(bundle, path)  # refused for training, fine to score
+            if one is None:
+                raise
+            return one
         y = ds.y
         if bundle.class_names is not None and ds.class_names is not None:
             y = encode_labels(
@@ -295,6 +302,36 @@ def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
         return X, np.asarray([float(c) for c in cells], dtype=np.float32)
     except ValueError:
         raise DeepfitError(f"{path}: non-numeric target values for a regression model") from None
+
+
+def _one_class_npz(bundle, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The inputs and labels of an ``.npz`` whose labels are all the same, for a
+    classification model: :func:`deepfit.data.npz` refuses one class (training needs two),
+    but scoring one is fine, as scikit-learn's ``accuracy_score`` does. ``None`` when the file
+    is not that case, so that the loader's error stands."""
+    from deepfit import io
+    from deepfit.data import encode_labels
+    from deepfit.data.dataset import to_float32
+
+    if bundle.class_names is None or bundle.loss == "mse":
+        return None
+    arrays = io.read_npz(path, only=("y", "class_names"))
+    y, names = arrays.get("y"), arrays.get("class_names")
+    if y is None or y.ndim != 1 or y.size == 0 or y.dtype.kind not in "biufUS":
+        return None
+    if (y.dtype.kind == "f" and not np.isfinite(y).all()) or np.unique(y).size != 1:
+        return None
+    labels = y
+    if names is not None and y.dtype.kind in "iu":
+        names = names.reshape(-1)
+        if not 0 <= int(y[0]) < names.size:
+            return None
+        labels = names[y]
+    X = _npz_features(bundle, path)
+    if X.shape[0] != y.shape[0]:
+        return None
+    X = to_float32(X, f"{path}: array 'X'")
+    return X, encode_labels(labels, bundle.class_names, source=f"{path}: array 'y'")
 
 
 def _read_table_rows(bundle, path: Path, *, labelled: bool):
