@@ -43,3 +43,31 @@ def crash(payload, report):
     if payload["config"]["train"]["lr"] > 0.1 and not os.environ.get("DEEPFIT_TEST_NO_CRASH"):
         os._exit(9)
     return bowl(payload, report)
+
+
+def cocktail(payload, report):
+    """The bowl plus terms of the conditional keys, recording what the trial's config held
+    (``DEEPFIT_TEST_CONFIGS``: one JSON line per trial) when that variable is set."""
+    import json
+
+    config = payload["config"]
+    mixup, model = config["train"]["mixup"], config["model"]
+    value = bowl_value(config) + (0.5 if mixup["kind"] == "none" else (mixup["alpha"] - 0.3) ** 2)
+    value += (1.0 - model["keep_prob"]) ** 2
+    seen = os.environ.get("DEEPFIT_TEST_CONFIGS")
+    if seen:
+        with open(seen, "a") as f:
+            f.write(json.dumps({"number": payload["number"], "config": config}) + "\n")
+    for epoch in range(1, 4):
+        if report(epoch, value + 1.0 / epoch):
+            return {"state": "pruned", "value": value + 1.0 / epoch, "epochs": epoch}
+    return {"state": "complete", "value": value, "epochs": 3}
+
+
+def curve(payload, report):
+    """The bowl approached over 9 epochs (value + 2 / epoch): for the pruners."""
+    value = bowl_value(payload["config"])
+    for epoch in range(1, 10):
+        if report(epoch, value + 2.0 / epoch):
+            return {"state": "pruned", "value": value + 2.0 / epoch, "epochs": epoch}
+    return {"state": "complete", "value": value, "epochs": 9}

@@ -667,6 +667,8 @@ def parse(config: Mapping[str, Any]) -> Space:
         dims.append(parse_expression(dotted, head))
         if cond is not None:
             conditions[dotted] = parse_condition(dotted, cond)
+            if dotted in conditions[dotted].reads:
+                raise SpaceError(f"{where}: condition {cond!r} reads the key itself")
     space = Space(dims, conditions)
     for key in space.conditions:
         _check_condition(space, config, key)
@@ -787,10 +789,24 @@ def grid(space: Space, budget: int) -> list[dict[str, Any]]:
     """The space discretized into at most ``budget`` points (more only when the choices alone
     need more); each numeric dimension evenly spaced in its coordinate, ends included. With
     conditions, the inactive keys are dropped from each point and the repeats that leaves
-    are kept once (in the first one's place)."""
-    per_dim = [
-        d.levels(k) for d, k in zip(space.dimensions, grid_levels(space, budget), strict=True)
-    ]
+    are kept once (in the first one's place); the numeric levels then grow while the grid
+    that remains fits in ``budget``."""
+    levels = grid_levels(space, budget)
+    points = _grid(space, levels)
+    if not space.conditional:
+        return points
+    numeric = [not isinstance(d, Choice) for d in space.dimensions]
+    while any(numeric):
+        more = [n + 1 if is_numeric else n for n, is_numeric in zip(levels, numeric, strict=True)]
+        bigger = _grid(space, more)
+        if len(bigger) > budget or len(bigger) == len(points):
+            break
+        levels, points = more, bigger
+    return points
+
+
+def _grid(space: Space, levels: Sequence[int]) -> list[dict[str, Any]]:
+    per_dim = [d.levels(k) for d, k in zip(space.dimensions, levels, strict=True)]
     points, seen = [], set()
     for combo in itertools.product(*per_dim):
         point = space.restrict(
