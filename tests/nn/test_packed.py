@@ -343,3 +343,30 @@ def test_member_gradients_are_independent():
     for n, g in model.grads.items():
         assert np.array_equal(g0[n], g[0])
     assert isinstance(model.member(0)[0], Dense)
+
+
+def test_learning_rate_changes_reach_the_cached_views():
+    model = packed_mlp(3, [4], 2, 2, rng=[0, 1], dtype="float64")
+    x, y = np.random.default_rng(0).standard_normal((6, 3)), np.zeros(6, dtype=int)
+    opt = PackedSGD(2, [0.1, 0.2])
+    loss = PackedLoss("softmax_cross_entropy")
+    for lr in ([0.1, 0.2], [0.0, 0.0], [0.3, 0.0]):
+        opt.lr = lr
+        before = {n: p.copy() for n, p in model.params.items()}
+        forward_backward(model, loss, x, y)
+        grads = {n: g.copy() for n, g in model.grads.items()}
+        opt.step(model.params, model.grads)
+        for name, p in model.params.items():
+            for k in range(2):
+                expected = before[name][k] - lr[k] * grads[name][k]
+                assert np.array_equal(p[k], expected)
+
+
+def test_member_mask_bits_equal_mask_bits():
+    from deepfit.nn.dropout import mask_bits
+    from deepfit.nn.packed import member_mask_bits
+
+    seeds = np.array([0, 1, 2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    bits = member_mask_bits(seeds, 7)
+    for j, seed in enumerate(seeds):
+        assert np.array_equal(bits[j], mask_bits(int(seed), 7))

@@ -43,7 +43,7 @@ from deepfit.errors import DeepfitError, ShapeError
 from deepfit.nn.activations import get_activation, sigmoid
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
-from deepfit.nn.dropout import Dropout, keep_threshold, mask_bits
+from deepfit.nn.dropout import Dropout, keep_threshold
 from deepfit.nn.init import Initializer, get_initializer
 from deepfit.nn.layer import Layer
 from deepfit.nn.losses import (
@@ -310,6 +310,27 @@ class BatchEnsembleDense(Layer):
         return f"BatchEnsembleDense({self.members}, {self.n_in}, {self.n_out})"
 
 
+def member_mask_bits(seeds: np.ndarray, n: int, xp=np):
+    """:func:`~deepfit.nn.dropout.mask_bits` for several seeds at once: row ``j`` holds the
+    ``n`` uint32 of ``seeds[j]``, bit for bit (the same SplitMix64 counter stream,
+    ``mix(seed + (i//2 + 1) * golden)``, broadcast over the seeds)."""
+    from deepfit.nn.dropout import _GOLDEN, _MIX1, _MIX2
+
+    u64 = xp.uint64
+    blocks = (n + 1) // 2
+    h = xp.arange(1, blocks + 1, dtype=u64)[None, :] * u64(_GOLDEN)
+    h = h + xp.asarray(seeds, dtype=u64)[:, None]
+    h ^= h >> u64(30)
+    h *= u64(_MIX1)
+    h ^= h >> u64(27)
+    h *= u64(_MIX2)
+    h ^= h >> u64(31)
+    bits = xp.empty((seeds.shape[0], 2 * blocks), dtype=xp.uint32)
+    bits[:, 0::2] = h & u64(0xFFFFFFFF)
+    bits[:, 1::2] = h >> u64(32)
+    return bits[:, :n]
+
+
 class PackedDropout(Dropout):
     """Inverted dropout with a keep probability per member, on ``(K, m, n)`` activations.
 
@@ -366,17 +387,22 @@ class PackedDropout(Dropout):
                 f"{tuple(a.shape)}"
             )
         xp = array_module(a)
-        n = a[0].size
-        mask = xp.ones(a.shape, dtype=a.dtype)
-        for k, (kp, gen) in enumerate(zip(self._keep, self.rngs, strict=True)):
-            if kp >= 1.0:
-                continue
-            seed = gen.integers(0, 2**64, dtype=np.uint64)
-            threshold = keep_threshold(float(kp))
-            scale = a.dtype.type(1.0 / float(kp))
-            keep = mask_bits(int(seed), n, xp) < xp.uint32(threshold)
-            mask[k] = keep.reshape(a.shape[1:]).astype(a.dtype)
-            mask[k] *= scale
+        dropping = np.flatnonzero(self._keep < 1.0)
+        # one 64-bit seed per dropping member, from its own generator, as Dropout draws it
+        seeds = np.array(
+            [self.rngs[k].integers(0, 2**64, dtype=np.uint64) for k in dropping], dtype=np.uint64
+        )
+        bits = member_mask_bits(seeds, a[0].size, xp)
+        thresholds = np.array([keep_threshold(float(self._keep[k])) for k in dropping], np.uint32)
+        scales = np.array([1.0 / float(self._keep[k]) for k in dropping]).astype(a.dtype)
+        keep = bits < xp.asarray(thresholds)[:, None]
+        if dropping.size == self.members:
+            mask = keep.reshape(a.shape).astype(a.dtype)
+            mask *= xp.asarray(scales)[:, None, None]
+        else:
+            mask = xp.ones(a.shape, dtype=a.dtype)
+            mask[dropping] = keep.reshape((dropping.size, *a.shape[1:])).astype(a.dtype)
+            mask[dropping] *= xp.asarray(scales)[:, None, None]
         self._mask = mask
         return a * mask
 

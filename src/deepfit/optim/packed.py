@@ -108,9 +108,42 @@ class PackedTransform(Transform):
     def __init__(self, members: int) -> None:
         super().__init__()
         self.members = members
+        self._views: dict[tuple, Any] = {}
+        self._step_views: dict[tuple, Any] = {}
+        self._step = 0
 
     def _betas(self, name: str, value: Any) -> np.ndarray:
         return member_values(name, value, self.members, low=0.0, high=1.0, high_open=True)
+
+    def _view(self, form: str, attr: str, u: Any, shared: bool, t: int = 0) -> Any:
+        """``form`` (``"value"``, ``"one_minus"``: ``1 - x``, ``"correction"``: ``1 - x^t``)
+        of the per-member attribute ``attr``, shaped for ``u`` (see :func:`_scalar`), cached:
+        a step reuses the views of the previous parameters of the same shape."""
+        values = getattr(self, attr)
+        key = (form, attr, id(values), u.ndim, u.dtype, shared, type(u))
+        if form == "correction":
+            if t != self._step:
+                self._step, self._step_views = t, {}
+            store = self._step_views
+        else:
+            store = self._views
+        hit = store.get(key)
+        if hit is None:
+            if form == "value":
+                raw = values
+            elif form == "one_minus":
+                raw = 1.0 - values
+            else:
+                raw = bias_corrections(values, t)
+            # the entry holds ``values`` too, so its id is not reused while cached
+            hit = store[key] = (values, _scalar(raw, u, shared, attr))
+        return hit[1]
+
+    def _ewa(self, v: Any, x: Any, attr: str, shared: bool) -> Any:
+        """:func:`ewa_members_` with the cached views of ``beta = self.<attr>``."""
+        v *= self._view("value", attr, v, shared)
+        v += self._view("one_minus", attr, v, shared) * x
+        return v
 
     def update_(self, name: str, u: Any, t: int, shared: bool = False) -> None:
         raise NotImplementedError
@@ -126,7 +159,7 @@ class PackedScaleByMomentum(PackedTransform):
         self.beta = self._betas("momentum beta", beta)
 
     def update_(self, name, u, t, shared=False):
-        v = ewa_members_(self._slot("v", name, u), u, self.beta, shared)
+        v = self._ewa(self._slot("v", name, u), u, "beta", shared)
         u[...] = v
 
 
@@ -146,12 +179,12 @@ class PackedScaleByRMS(PackedTransform):
 
     def update_(self, name, u, t, shared=False):
         xp = array_module(u)
-        s = ewa_members_(self._slot("s", name, u), u * u, self.beta, shared)
+        s = self._ewa(self._slot("s", name, u), u * u, "beta", shared)
         if self.bias_correction:
-            denom = xp.sqrt(s / _scalar(bias_corrections(self.beta, t), u, shared, "beta"))
+            denom = xp.sqrt(s / self._view("correction", "beta", u, shared, t))
         else:
             denom = xp.sqrt(s / 1.0)
-        denom += _scalar(self.eps, u, shared, "eps")
+        denom += self._view("value", "eps", u, shared)
         u /= denom
 
 
@@ -172,12 +205,12 @@ class PackedScaleByAdam(PackedTransform):
 
     def update_(self, name, u, t, shared=False):
         xp = array_module(u)
-        v = ewa_members_(self._slot("v", name, u), u, self.beta1, shared)
-        s = ewa_members_(self._slot("s", name, u), u * u, self.beta2, shared)
-        denom = xp.sqrt(s / _scalar(bias_corrections(self.beta2, t), u, shared, "Adam beta2"))
-        denom += _scalar(self.eps, u, shared, "eps")
+        v = self._ewa(self._slot("v", name, u), u, "beta1", shared)
+        s = self._ewa(self._slot("s", name, u), u * u, "beta2", shared)
+        denom = xp.sqrt(s / self._view("correction", "beta2", u, shared, t))
+        denom += self._view("value", "eps", u, shared)
         xp.divide(v, denom, out=u)
-        u /= _scalar(bias_corrections(self.beta1, t), u, shared, "Adam beta1")
+        u /= self._view("correction", "beta1", u, shared, t)
 
 
 class PackedOptimizer:
@@ -220,6 +253,7 @@ class PackedOptimizer:
                 raise DeepfitError(f"{tr!r} is not a packed transform of {members} members")
         self.shared = set(shared)
         self.active = np.ones(members, dtype=bool)
+        self._views: dict[tuple, Any] = {}
         self.t = 0
         self._scratch: dict[str, Any] = {}
 
@@ -231,6 +265,16 @@ class PackedOptimizer:
     @lr.setter
     def lr(self, value: Any) -> None:
         self._lr = member_values("learning rate", value, self.members, low=0.0)
+
+    def _view(self, values: np.ndarray, like: Any, shared: bool, what: str) -> Any:
+        key = (id(values), like.ndim, like.dtype, shared, type(like))
+        hit = self._views.get(key)
+        if hit is None:
+            if len(self._views) > 64:  # learning rates change every epoch: forget old ones
+                self._views.clear()
+            # the entry holds ``values`` too, so its id is not reused while cached
+            hit = self._views[key] = (values, _scalar(values, like, shared, what))
+        return hit[1]
 
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         """One update of every array in ``params``; frozen members do not move."""
@@ -251,8 +295,8 @@ class PackedOptimizer:
             for transform in self.transforms:
                 transform.update_(name, u, self.t, shared)
             if self.weight_decay.any() and self.decay_filter(name):
-                u += _scalar(self.weight_decay, p, shared, "weight_decay") * p
-            u *= _scalar(self.lr, p, shared, "learning rate")
+                u += self._view(self.weight_decay, p, shared, "weight_decay") * p
+            u *= self._view(self.lr, p, shared, "learning rate")
             if frozen.size and not shared:
                 u[frozen] = 0
             p -= u
