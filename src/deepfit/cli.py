@@ -300,7 +300,7 @@ def _read_labelled(bundle, path: Path) -> tuple[np.ndarray, np.ndarray]:
         return X, encode_labels(cells, bundle.class_names, source=str(path))
     try:
         return X, np.asarray([float(c) for c in cells], dtype=np.float32)
-    except ValueError:
+    except (TypeError, ValueError):
         raise DeepfitError(f"{path}: non-numeric target values for a regression model") from None
 
 

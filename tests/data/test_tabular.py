@@ -68,12 +68,12 @@ def test_csv_bom_quotes_blank_lines_and_delimiter(tmp_path):
         ("a,target\n1,x\n2\n", r"row 2 \(line 3\): 1 cells"),
         (
             "a,b,target\n1,2,x\n1,oops,y\n",
-            r"row 2 \(line 3\), column 'b': non-numeric value 'oops'",
+            r"row 2, column 'b': non-numeric value 'oops'",
         ),
-        ("a,b,target\n1,2,x\n1,,y\n", r"row 2 \(line 3\), column 'b': empty cell"),
-        ("a,b,target\n1,nan,x\n1,2,y\n", r"row 1 \(line 2\), column 'b': 'nan' is NaN or infinite"),
-        ("a,b,target\n1,2,x\n\n-inf,2,y\n", r"row 2 \(line 4\), column 'a': '-inf' is NaN"),
-        ("a,b,target\n1,2,x\n1,2,\n", r"row 2 \(line 3\), column 'target': empty target cell"),
+        ("a,b,target\n1,2,x\n1,,y\n", r"row 2, column 'b': empty or missing cell"),
+        ("a,b,target\n1,nan,x\n1,2,y\n", r"row 1, column 'b': empty or missing cell"),
+        ("a,b,target\n1,2,x\n\n-inf,2,y\n", r"row 2, column 'a': an infinite value"),
+        ("a,b,target\n1,2,x\n1,2,\n", r"row 2, column 'target': empty target cell"),
         ("a,b,Target\n1,2,x\n", r"no target column 'target' .*did you mean 'Target'\?"),
         ("a,b,target\n1,2,x\n3,4,x\n", r"column 'target' has a single class \('x'\)"),
         ("a,a,target\n1,2,x\n", r"column name 'a' appears twice"),
@@ -91,10 +91,10 @@ def test_csv_refusals_are_one_line_naming_file_row_column(tmp_path, text, patter
 
 def test_csv_regression_refuses_text_and_nonfinite_target(tmp_path):
     p = write(tmp_path, "a,target\n1,2.5\n2,abc\n")
-    with pytest.raises(DataError, match=r"row 2 \(line 3\), column 'target': non-numeric"):
+    with pytest.raises(DataError, match=r"row 2, column 'target': non-numeric"):
         csv(p, task="regression")
     q = write(tmp_path, "a,target\n1,2.5\n2,inf\n", name="q.csv")
-    with pytest.raises(DataError, match=r"row 2 \(line 3\), column 'target': NaN or infinite"):
+    with pytest.raises(DataError, match=r"row 2, column 'target': NaN or infinite"):
         csv(q)
     with pytest.raises(DataError, match="task must be"):
         csv(q, task="ranking")

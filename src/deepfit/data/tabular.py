@@ -1,11 +1,11 @@
 """Tabular files: CSV with a header and a target column, and ``.npz`` archives.
 
 Every problem is refused with one line naming the file, the row and the column. Rows are
-counted as *data rows* (1-based, the header not counted) and the physical *line* of the
-file is given too. Nothing is silently dropped; only completely blank lines, which hold no
-data, are skipped.
+counted as *data rows* (1-based, the header not counted). CSV files are read by the one table
+reader, :func:`deepfit.data.tables.read_table`.
 
-How the task is decided when ``task`` is not given: a target with any non-numeric cell is a
+How the task is decided when ``task`` is not given
+(:func:`deepfit.data.pipeline.infer_task`): a target with any non-numeric cell is a
 classification target; an all-numeric target whose values are all whole numbers with at
 most ``MAX_AUTO_CLASSES`` (20) distinct values is a classification target too; anything
 else is a regression target.
@@ -13,11 +13,9 @@ else is a regression target.
 
 from __future__ import annotations
 
-import csv as _csv
 import difflib
-import math
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,74 +28,47 @@ from deepfit.data.dataset import (
     sort_class_names,
     to_float32,
 )
+from deepfit.data.pipeline import infer_task
+from deepfit.data.tables import Table, read_table
 from deepfit.errors import DataError, DeepfitError
 
-MAX_AUTO_CLASSES = 20
 
-
-def _parse_number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _decide_task(values: list[float | None], task: str | None) -> str:
+def _decide_task(target: np.ndarray, task: str | None) -> str:
     if task is not None:
         if task not in TASKS:
             raise DataError(f"task must be 'classification' or 'regression', got {task!r}")
         return task
-    if any(v is None for v in values):
-        return "classification"
-    numbers = [v for v in values if v is not None]
-    if (
-        all(math.isfinite(v) and v == int(v) for v in numbers)
-        and len(set(numbers)) <= MAX_AUTO_CLASSES
-    ):
-        return "classification"
-    return "regression"
+    return infer_task(target)
 
 
-def _read_csv(p: Path, delimiter: str) -> Iterator[tuple[str, int, list[str]]]:
-    """Yield ``("header", line, cells)`` once, then ``(where, line, cells)`` for every data row.
+def _numeric_features(table: Table, names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """The named columns as a float64 matrix, refusing text and missing cells by row and column
+    (this reader has no imputation: the table path, ``deepfit train --data``, has)."""
+    X = np.empty((table.n_rows, len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        values = table[name]
+        if values.dtype.kind != "f":
+            row = next(i for i, v in enumerate(values) if v is not None and not _is_number(v))
+            raise DataError(
+                f"{table.source}: row {row + 1}, column {name!r}: non-numeric value "
+                f"{values[row]!r} (text columns are categories: use deepfit train --data)"
+            )
+        holes = np.isnan(values)
+        if holes.any():
+            raise DataError(
+                f"{table.source}: row {int(np.argmax(holes)) + 1}, column {name!r}: empty or "
+                "missing cell (deepfit train --data imputes missing cells)"
+            )
+        X[:, j] = values
+    return X
 
-    ``where`` is ``"<file>: row N (line L)"`` for error messages. Completely blank lines are
-    skipped; an empty file, a ragged row, malformed CSV and non-UTF-8 text are refused with
-    one line naming the file (and row).
-    """
+
+def _is_number(text: str) -> bool:
     try:
-        fh = p.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: no such file") from exc
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from exc
-    with fh:
-        reader = _csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            while header is not None and not any(c.strip() for c in header):
-                header = next(reader, None)
-            if header is None:
-                raise DataError(
-                    f"{p}: the file is empty; expected a header line naming the columns"
-                )
-            header = [h.strip() for h in header]
-            yield "header", reader.line_num, header
-            n_row = 0
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                n_row += 1
-                where = f"{p}: row {n_row} (line {reader.line_num})"
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{where}: {len(row)} cells but the header has {len(header)} columns"
-                    )
-                yield where, reader.line_num, row
-        except _csv.Error as exc:
-            raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from exc
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def csv(
@@ -105,125 +76,90 @@ def csv(
     target: str = "target",
     *,
     task: str | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     name: str | None = None,
 ) -> Dataset:
-    """Load a CSV file with a header row, numeric feature columns and a target column.
+    """Load a CSV file of numeric feature columns and a target column as a :class:`Dataset`.
+
+    The file is read by :func:`deepfit.data.tables.read_table` (the one CSV reader); this
+    loader then asks for numbers in every feature column and no missing cell. Tables with
+    text categories and empty cells take the table path instead (``deepfit train --data``,
+    :mod:`deepfit.data.pipeline`), which encodes and imputes them.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        The file (UTF-8, an optional byte-order mark is ignored).
     target : str, optional
         Name of the target column; every other column is a numeric feature.
     task : {"classification", "regression"}, optional
-        Override the automatic choice (see the module docstring): strings, or whole numbers
-        with at most 20 distinct values, mean classification.
+        Override the automatic choice (see the module docstring).
     delimiter : str, optional
-        Cell separator.
+        Cell separator; sniffed when not given.
     name : str, optional
         Data set name; by default the file's stem.
-
-    Returns
-    -------
-    Dataset
-        ``X`` float32; ``y`` int64 class indices with ``class_names`` the sorted distinct
-        labels (numerically when all are numbers), or float32 values for regression.
 
     Raises
     ------
     DataError
-        One line naming file, row (data row, 1-based, plus the line number) and column for:
-        an empty file, a header-only file, duplicate or empty column names, a missing target
-        column (with the closest name suggested), a ragged row, an empty or non-numeric
-        cell, NaN or infinity, or a single class.
+        One line naming the file, the row and the column.
     """
-    p = Path(path)
-    records = _read_csv(p, delimiter)
-    _, _, header = next(records)
-    _check_header(p, header, target)
-    t_col = header.index(target)
-    f_cols = [j for j in range(len(header)) if j != t_col]
-    feature_names = tuple(header[j] for j in f_cols)
-    rows: list[list[float]] = []
-    cells: list[str] = []
-    lines: list[int] = []
-    for where, line, row in records:
-        rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
-        cell = row[t_col].strip()
-        if cell == "":
-            raise DataError(f"{where}, column {target!r}: empty target cell")
-        cells.append(cell)
-        lines.append(line)
-    if not rows:
-        raise DataError(f"{p}: the file has a header but no data rows")
-    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(f_cols))
-    values = [_parse_number(c) for c in cells]
+    table = read_table(path, delimiter=delimiter)
+    p = Path(table.source)
+    _check_target(table, target)
+    features = tuple(n for n in table.names if n != target)
+    X = _numeric_features(table, features)
+    values = table[target]
+    holes = np.isnan(values) if values.dtype.kind == "f" else np.equal(values, None)
+    if holes.any():
+        raise DataError(
+            f"{p}: row {int(np.argmax(holes)) + 1}, column {target!r}: empty target cell"
+        )
     chosen = _decide_task(values, task)
     if chosen == "regression":
-        for i, v in enumerate(values):
-            if v is None or not math.isfinite(v):
-                what = "non-numeric value" if v is None else "NaN or infinite value"
-                raise DataError(
-                    f"{p}: row {i + 1} (line {lines[i]}), column {target!r}: "
-                    f"{what} {cells[i]!r} in a regression target"
-                )
-        y = np.asarray(values, dtype=np.float32)
+        if values.dtype.kind != "f":
+            row = next(i for i, v in enumerate(values) if not _is_number(v))
+            raise DataError(
+                f"{p}: row {row + 1}, column {target!r}: non-numeric value {values[row]!r} in "
+                "a regression target"
+            )
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"{p}: row {row + 1}, column {target!r}: NaN or infinite value {values[row]} "
+                "in a regression target"
+            )
+        y = values.astype(np.float32)
         class_names = None
     else:
-        for i, v in enumerate(values):
-            if v is not None and not math.isfinite(v):
-                raise DataError(
-                    f"{p}: row {i + 1} (line {lines[i]}), column {target!r}: "
-                    f"label {cells[i]!r} is NaN or infinite"
-                )
-        keys = [label_key(c) for c in cells]
+        keys = [label_key(v) for v in values.tolist()]
         class_names = sort_class_names(keys)
         check_classes(class_names, str(p), column=target)
         index = {k: i for i, k in enumerate(class_names)}
         y = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
-    Xf = to_float32(X, f"{p}", feature_names)
     return Dataset(
-        X=Xf,
+        X=to_float32(X, f"{p}", features),
         y=y,
         task=chosen,
-        name=name or p.stem,
+        name=name or p.name.split(".")[0],
         source=str(p),
-        feature_names=feature_names,
+        feature_names=features,
         class_names=class_names,
     )
 
 
-def _check_header(p: Path, header: list[str], target: str) -> None:
-    for j, h in enumerate(header):
-        if h == "":
-            raise DataError(f"{p}: line 1: column {j + 1} of the header has no name")
-    seen: set[str] = set()
-    for h in header:
-        if h in seen:
-            raise DataError(f"{p}: line 1: column name {h!r} appears twice in the header")
-        seen.add(h)
-    if target not in header:
-        close = difflib.get_close_matches(target, header, n=1, cutoff=0.0)
+def _check_target(table: Table, target: str) -> None:
+    if target not in table:
+        close = difflib.get_close_matches(target, table.names, n=1, cutoff=0.0)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(
-            f"{p}: no target column {target!r} in the header "
-            f"({', '.join(header)}){hint} Pass target=<column name> (config key data.target)."
+            f"{table.source}: no target column {target!r} in the header "
+            f"({', '.join(table.names)}){hint} Pass target=<column name> (config key data.target)."
         )
-    if len(header) < 2:
-        raise DataError(f"{p}: the only column is the target {target!r}; no feature columns")
-
-
-def _feature_value(where: str, column: str, cell: str) -> float:
-    text = cell.strip()
-    if text == "":
-        raise DataError(f"{where}, column {column!r}: empty cell")
-    value = _parse_number(text)
-    if value is None:
-        raise DataError(f"{where}, column {column!r}: non-numeric value {cell!r}")
-    if not math.isfinite(value):
-        raise DataError(f"{where}, column {column!r}: {cell!r} is NaN or infinite")
-    return value
+    if len(table.names) < 2:
+        raise DataError(
+            f"{table.source}: the only column is the target {target!r}; no feature columns"
+        )
 
 
 def npz(path: str | Path, *, task: str | None = None, name: str | None = None) -> Dataset:
@@ -325,12 +261,7 @@ def _npz_target(
         if cnames is not None or not numeric or y.dtype == np.bool_:
             task = "classification"
         else:
-            whole = bool(np.all(y == np.round(y)))
-            task = (
-                "classification"
-                if whole and np.unique(y).size <= MAX_AUTO_CLASSES
-                else "regression"
-            )
+            task = infer_task(y.astype(np.float64))
     elif task not in TASKS:
         raise DataError(f"task must be 'classification' or 'regression', got {task!r}")
     if task == "regression":
@@ -367,39 +298,30 @@ def read_features(
     feature_names: list[str] | tuple[str, ...] | None,
     *,
     target: str | None = None,
-    delimiter: str = ",",
-) -> tuple[np.ndarray, list[str] | None]:
+    delimiter: str | None = None,
+) -> tuple[np.ndarray, list[Any] | None]:
     """Read raw feature rows (and the target cells, if that column is present) for a model.
 
     Columns are matched *by name* to ``feature_names`` (the model's training columns, in
     any order); a missing feature column or an unknown extra column is refused naming it.
     Without ``feature_names`` every column but ``target`` is a feature, in file order.
-    Cells are validated as in :func:`csv`. Returns ``(X float32, target cells or None)``.
+    Returns ``(X float32, target values or None)``.
     """
-    p = Path(path)
-    records = _read_csv(p, delimiter)
-    _, _, header = next(records)
-    t_col = header.index(target) if target and target in header else None
+    table = read_table(path, delimiter=delimiter)
+    p = table.source
+    has_target = target is not None and target in table
     if feature_names is None:
-        f_cols = [j for j in range(len(header)) if j != t_col]
+        names = [n for n in table.names if n != target]
     else:
-        missing = [f for f in feature_names if f not in header]
+        missing = [f for f in feature_names if f not in table]
         if missing:
             raise DataError(
                 f"{p}: no column {missing[0]!r} in the header; the model was trained on "
                 f"{', '.join(feature_names)}"
             )
-        extra = [h for j, h in enumerate(header) if h not in feature_names and j != t_col]
+        extra = [n for n in table.names if n not in feature_names and n != target]
         if extra:
             raise DataError(f"{p}: column {extra[0]!r} was not among the model's training features")
-        f_cols = [header.index(f) for f in feature_names]
-    rows, cells = [], []
-    for where, _, row in records:
-        rows.append([_feature_value(where, header[j], row[j]) for j in f_cols])
-        if t_col is not None:
-            cells.append(row[t_col].strip())
-    if not rows:
-        raise DataError(f"{p}: the file has a header but no data rows")
-    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(f_cols))
-    names = [header[j] for j in f_cols]
-    return to_float32(X, str(p), names), (cells if t_col is not None else None)
+        names = list(feature_names)
+    X = to_float32(_numeric_features(table, names), p, names)
+    return X, (table[target].tolist() if has_target else None)
