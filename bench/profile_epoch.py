@@ -1,7 +1,8 @@
 """Where an epoch of workload 2 goes: py-spy's samples of deepfit's training, by function.
 
 Runs ``--epochs`` epochs of the MNIST-sized workload (784-512-512-10, batch 128, Adam, 12,800
-synthetic examples; ``--bn`` adds batch norm and dropout 0.8) under ``py-spy record`` and
+synthetic examples; ``--bn`` adds batch norm and dropout 0.8; ``--small`` takes workload 1,
+30-64-64-2, batch 32, 20,000 examples, instead) under ``py-spy record`` and
 prints the share of samples whose innermost deepfit-or-NumPy frame is each function, so the
 time beyond the matrix products can be read off. Needs ``pip install py-spy``.
 
@@ -13,14 +14,27 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 
-def train(epochs: int, bn: bool, raw: Path) -> None:
+def py_spy() -> str:
+    """py-spy beside this interpreter (a virtual environment's bin/), else on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+    return found
+
+
+def train(epochs: int, bn: bool, small: bool, raw: Path) -> None:
     """Warm up (import numba, load the compiled kernels), then train under py-spy, which
     attaches to this process so that none of the start-up is sampled."""
     import numpy as np
@@ -28,14 +42,19 @@ def train(epochs: int, bn: bool, raw: Path) -> None:
     import deepfit as df
 
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((12_800, 784)).astype(np.float32)
-    y = rng.integers(0, 10, 12_800)
-    model = df.mlp(784, [512, 512], 10, batchnorm=bn, keep_prob=0.8 if bn else 1.0, rng=0)
-    trainer = df.Trainer(model, optimizer=df.Adam(1e-3), batch_size=128, seed=0)
+    widths, n, batch = (
+        ([30, 64, 64, 2], 20_000, 32) if small else ([784, 512, 512, 10], 12_800, 128)
+    )
+    X = rng.standard_normal((n, widths[0])).astype(np.float32)
+    y = rng.integers(0, widths[-1], n)
+    model = df.mlp(
+        widths[0], widths[1:-1], widths[-1], batchnorm=bn, keep_prob=0.8 if bn else 1.0, rng=0
+    )
+    trainer = df.Trainer(model, optimizer=df.Adam(1e-3), batch_size=batch, seed=0)
     trainer.fit(X[:1024], y[:1024], epochs=1)
     spy = subprocess.Popen(
         [
-            "py-spy",
+            py_spy(),
             "record",
             "--pid",
             str(os.getpid()),
@@ -75,17 +94,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--bn", action="store_true")
+    parser.add_argument("--small", action="store_true", help="workload 1: 30-64-64-2, b32")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
-        train(args.epochs, args.bn, raw)
+        train(args.epochs, args.bn, args.small, raw)
         counts: collections.Counter[str] = collections.Counter()
         for line in raw.read_text().splitlines():
             stack, _, n = line.rpartition(" ")
             if "fit (deepfit" in stack:
                 counts[leaf(stack)] += int(n)
     total = sum(counts.values())
-    print(f"workload 2{' + batch norm + dropout' if args.bn else ''}: {total} samples in fit")
+    name = "workload 1 (small)" if args.small else "workload 2"
+    print(f"{name}{' + batch norm + dropout' if args.bn else ''}: {total} samples in fit")
     for name, n in counts.most_common(18):
         print(f"{100 * n / total:6.1f}%  {name}")
 
