@@ -4,6 +4,12 @@ Each is a short chain of :mod:`deepfit.optim.transforms` followed by the step
 ``theta := theta - lr * (u + weight_decay * theta)``. ``step(params, grads)`` updates the
 arrays of ``params`` in place; state is keyed by the parameters' qualified names, so two
 layers' ``W`` never share a moment. ``lr`` may be changed between steps (schedules do).
+
+When the parameters tile one contiguous buffer and the gradients another, in the same order
+(:meth:`deepfit.nn.Sequential.flatten_parameters`; :mod:`deepfit.flat`), a step is one pass
+over the buffers: one fused kernel call for Adam with the JIT, else each NumPy operation
+once over every parameter, as PyTorch's fused and ``foreach`` optimizers. Every operation is
+element-wise, so this gives the numbers of the per-parameter loop, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import numpy as np
 
 from deepfit.backend import array_module, to_numpy
 from deepfit.errors import DeepfitError
-from deepfit.optim.transforms import ScaleByAdam, ScaleByMomentum, ScaleByRMS, Transform
+from deepfit.flat import flat_base
+from deepfit.optim.transforms import FLAT, ScaleByAdam, ScaleByMomentum, ScaleByRMS, Transform
 
 
 def decays_weight_matrices(name: str) -> bool:
@@ -56,6 +63,7 @@ class Optimizer:
         self.transforms = list(transforms)
         self.t = 0
         self._scratch: dict[str, Any] = {}
+        self._layout: _FlatLayout | None = None
 
     @property
     def lr(self) -> float:
@@ -77,6 +85,10 @@ class Optimizer:
                 f"params and grads have different keys: {sorted(set(params) ^ set(grads))}"
             )
         self.t += 1
+        layout = self._flat_layout(params, grads)
+        if layout is not None:
+            self._flat_step(layout)
+            return
         fused = self.transforms[0] if len(self.transforms) == 1 else None
         for name, p in params.items():
             g = grads[name]
@@ -95,6 +107,54 @@ class Optimizer:
                 u += self.weight_decay * p
             u *= self.lr
             p -= u
+
+    def _flat_layout(self, params: dict[str, Any], grads: dict[str, Any]) -> _FlatLayout | None:
+        """The buffers that ``params`` and ``grads`` tile, in the same order, or ``None``
+        (then the step goes parameter by parameter)."""
+        layout = self.__dict__.get("_layout")
+        if layout is not None and layout.matches(params, grads):
+            return layout
+        if not all(type(tr).flat_ok for tr in self.transforms):
+            return None
+        names = list(params)
+        p_views = [params[n] for n in names]
+        g_views = [grads[n] for n in names]
+        p_flat, g_flat = flat_base(p_views), flat_base(g_views)
+        if (
+            p_flat is None
+            or g_flat is None
+            or p_flat is g_flat
+            or type(g_flat) is not type(p_flat)
+            or g_flat.dtype != p_flat.dtype
+            or any(p.shape != g.shape for p, g in zip(p_views, g_views, strict=True))
+        ):
+            return None
+        layout = _FlatLayout(names, p_views, g_views, p_flat, g_flat)
+        self._layout = layout
+        return layout
+
+    def _flat_step(self, layout: _FlatLayout) -> None:
+        """:meth:`step` as one pass over the flat buffers (same numbers as the loop)."""
+        p, g = layout.p_flat, layout.g_flat
+        runs = layout.decay_runs(self.weight_decay, self.decay_filter)
+        for transform in self.transforms:
+            transform.prepare_flat_(layout.names, layout.params, p)
+        if len(self.transforms) == 1 and self.transforms[0].fused_flat_step_(
+            p, g, runs, self.t, self.lr
+        ):
+            return
+        u = self._scratch.get(FLAT)
+        if u is None or u.shape != p.shape or u.dtype != p.dtype or type(u) is not type(p):
+            u = array_module(p).empty_like(p)
+            self._scratch[FLAT] = u
+        u[...] = g
+        for transform in self.transforms:
+            transform.update_(FLAT, u, self.t)
+        for start, stop, wd in runs:
+            if wd:
+                u[start:stop] += wd * p[start:stop]
+        u *= self.lr
+        p -= u
 
     def state_dict(self) -> dict[str, Any]:
         """Flat dict of NumPy arrays and numbers: ``t``, ``lr`` and
@@ -133,6 +193,51 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
+
+
+class _FlatLayout:
+    """Parameters and gradients tiling two 1-D buffers: the names in order, the per-name
+    views, the buffers, and the weight-decay runs (cached per decay and filter)."""
+
+    def __init__(self, names, params, grads, p_flat, g_flat) -> None:
+        self.names: list[str] = names
+        self.params: list[Any] = params
+        self.grads: list[Any] = grads
+        self.p_flat, self.g_flat = p_flat, g_flat
+        # identities of the views (unique while this layout keeps them alive)
+        self._p_ids = [id(p) for p in params]
+        self._g_ids = [id(g) for g in grads]
+        self._runs_key: tuple = ()
+        self._runs: list[tuple[int, int, float]] = []
+
+    def matches(self, params: dict[str, Any], grads: dict[str, Any]) -> bool:
+        """Whether ``params`` and ``grads`` (same keys) are still exactly these views, in
+        this order."""
+        return (
+            list(map(id, params.values())) == self._p_ids
+            and list(params) == self.names
+            and list(map(id, map(grads.__getitem__, self.names))) == self._g_ids
+        )
+
+    def decay_runs(
+        self, weight_decay: float, decay_filter: Callable[[str], bool]
+    ) -> list[tuple[int, int, float]]:
+        """``(start, stop, wd)`` segments covering the buffer in order, adjacent parameters
+        of equal decay merged: one segment when ``weight_decay`` is 0."""
+        key = (weight_decay, decay_filter)
+        if key != self._runs_key:
+            runs: list[tuple[int, int, float]] = []
+            start = 0
+            for name, p in zip(self.names, self.params, strict=True):
+                wd = weight_decay if weight_decay and decay_filter(name) else 0.0
+                stop = start + p.size
+                if runs and runs[-1][2] == wd:
+                    runs[-1] = (runs[-1][0], stop, wd)
+                else:
+                    runs.append((start, stop, wd))
+                start = stop
+            self._runs, self._runs_key = runs, key
+        return self._runs
 
 
 class SGD(Optimizer):

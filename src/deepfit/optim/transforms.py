@@ -10,7 +10,8 @@ weighted averages (:func:`deepfit.optim.ewa.ewa_update_`), bias-corrected with
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,19 +33,67 @@ def _check_eps(eps: float) -> float:
     return float(eps)
 
 
+#: The name under which an optimizer passes the flat buffer of every parameter's update (see
+#: :meth:`Transform.prepare_flat_`); no parameter is called that.
+FLAT = "<all parameters>"
+
+
 class Transform:
     """A stateful, in-place transformation of one tensor's update direction.
 
     ``slots`` names the per-tensor state arrays; ``update_(name, u, t)`` rewrites ``u`` for
     step ``t`` (1-based).
+
+    Transforms whose ``update_`` is element-wise and keeps its state through :meth:`_slot`
+    set ``flat_ok``: an optimizer whose parameters tile one buffer (:mod:`deepfit.flat`) then
+    calls :meth:`prepare_flat_` and ``update_(FLAT, u, t)`` once on the whole buffer instead
+    of once per parameter. The state stays keyed by parameter name (each entry a view of a
+    buffer per slot), so ``state_dict`` and loading work as before.
     """
 
     slots: tuple[str, ...] = ()
+    flat_ok: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.state: dict[str, dict[str, Any]] = {slot: {} for slot in self.slots}
+        self._flat: dict[str, tuple[Any, Any, list[Any]]] = {}
+
+    def prepare_flat_(self, names: Sequence[str], params: Sequence[Any], flat: Any) -> None:
+        """Keep every slot's state for ``params`` (tiling the 1-D buffer ``flat``, in order)
+        as views of one buffer per slot, shaped like ``flat``.
+
+        An entry that is not yet such a view (a new transform, or state loaded from a dict)
+        is copied into its segment (a missing one starts at 0, shape and dtype checked as
+        :meth:`_slot` checks them) and replaced by the view. Cheap when nothing changed: one
+        identity test per entry.
+        """
+        cache = self.__dict__.setdefault("_flat", {})
+        for slot in self.slots:
+            entry = cache.get(slot)
+            store = self.state[slot]
+            if entry is None or entry[0] is not flat:
+                buffer = array_module(flat).zeros_like(flat)
+                views, start = [], 0
+                for p in params:
+                    views.append(buffer[start : start + p.size].reshape(p.shape))
+                    start += p.size
+                entry = (flat, buffer, views, [id(v) for v in views])
+                cache[slot] = entry
+            elif list(map(id, map(store.get, names))) == entry[3]:
+                continue  # every entry is its view already (the views are alive: ids unique)
+            for name, p, view in zip(names, params, entry[2], strict=True):
+                current = store.get(name)
+                if current is view:
+                    continue
+                if current is None:
+                    view[...] = 0
+                else:
+                    view[...] = self._slot(slot, name, p)
+                store[name] = view
 
     def _slot(self, slot: str, name: str, like: Any) -> Any:
+        if name == FLAT:
+            return self._flat[slot][1]
         store = self.state[slot]
         arr = store.get(name)
         if arr is not None and type(arr) is not type(like):
@@ -75,6 +124,15 @@ class Transform:
         """
         return False
 
+    def fused_flat_step_(
+        self, p: Any, g: Any, runs: Sequence[tuple[int, int, float]], t: int, lr: float
+    ) -> bool:
+        """:meth:`fused_step_` on the flat buffers of every parameter (after
+        :meth:`prepare_flat_`): segment ``p[start:stop]`` takes weight decay ``wd`` for each
+        ``(start, stop, wd)`` of ``runs``, which cover the buffer in order. Returns False when
+        there is no kernel."""
+        return False
+
 
 class ScaleByMomentum(Transform):
     """``v = beta v + (1 - beta) u``; ``u := v`` (optionally ``v / (1 - beta^t)``).
@@ -85,6 +143,7 @@ class ScaleByMomentum(Transform):
     """
 
     slots = ("v",)
+    flat_ok = True
 
     def __init__(self, beta: float = 0.9, bias_correction: bool = False) -> None:
         super().__init__()
@@ -106,6 +165,7 @@ class ScaleByRMS(Transform):
     """
 
     slots = ("s",)
+    flat_ok = True
 
     def __init__(self, beta: float = 0.9, eps: float = 1e-8, bias_correction: bool = False):
         super().__init__()
@@ -138,6 +198,7 @@ class ScaleByAdam(Transform):
     """
 
     slots = ("v", "s")
+    flat_ok = True
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         super().__init__()
@@ -146,7 +207,38 @@ class ScaleByAdam(Transform):
         self.eps = _check_eps(eps)
         self._plans: dict[str, tuple] = {}
         self._scalars_key: tuple | None = None
-        self._scalars: tuple = ()
+        self._scalars: Any = None
+        self._flat_plan: tuple = ()
+
+    def _step_scalars(self, t: int, lr: float, wd: float, dtype: Any) -> np.ndarray:
+        """The kernel's scalars for step ``t`` as one array of the arrays' dtype, each rounded
+        as NumPy's ufuncs round a Python float: ``beta1, 1 - beta1, beta2, 1 - beta2,
+        1 - beta1^t, 1 - beta2^t, eps, wd, lr``."""
+        key = (t, lr, wd, dtype)
+        if key != self._scalars_key:
+            b1, b2 = self.beta1, self.beta2
+            values = (b1, 1.0 - b1, b2, 1.0 - b2, bias_correction(b1, t))
+            values += (bias_correction(b2, t), self.eps, wd, lr)
+            self._scalars = np.array(values, dtype=np.float64).astype(dtype)
+            self._scalars_key = key
+        return self._scalars
+
+    def fused_flat_step_(self, p, g, runs, t, lr):
+        v, s = self._flat["v"][1], self._flat["s"][1]
+        plan = self._flat_plan
+        if not plan or plan[0] is not p or plan[1] is not g or plan[2] is not v or plan[3] is not s:
+            if not kernels.usable(p, g, v, s):
+                return False
+            plan = (p, g, v, s, kernels.adam_step)
+            self._flat_plan = plan
+        kernel = plan[4]
+        if len(runs) == 1:
+            kernel(p, g, v, s, self._step_scalars(t, lr, runs[0][2], p.dtype))
+            return True
+        for start, stop, wd in runs:
+            scalars = self._step_scalars(t, lr, wd, p.dtype)
+            kernel(p[start:stop], g[start:stop], v[start:stop], s[start:stop], scalars)
+        return True
 
     def fused_step_(self, name, p, g, t, lr, wd):
         plan = self._plans.get(name)
@@ -167,24 +259,7 @@ class ScaleByAdam(Transform):
             flat = (p.reshape(-1), g.reshape(-1), v.reshape(-1), s.reshape(-1))
             plan = (p, g, v, s, kernel, flat)
             self._plans[name] = plan
-        key = (t, lr, wd, p.dtype)
-        if key != self._scalars_key:
-            # the step's scalars, rounded to the arrays' dtype as NumPy's ufuncs round them
-            dt = p.dtype.type
-            b1, b2 = self.beta1, self.beta2
-            self._scalars = (
-                dt(b1),
-                dt(1.0 - b1),
-                dt(b2),
-                dt(1.0 - b2),
-                dt(bias_correction(b1, t)),
-                dt(bias_correction(b2, t)),
-                dt(self.eps),
-                dt(wd),
-                dt(lr),
-            )
-            self._scalars_key = key
-        plan[4](*plan[5], *self._scalars)
+        plan[4](*plan[5], self._step_scalars(t, lr, wd, p.dtype))
         return True
 
     def update_(self, name, u, t):
