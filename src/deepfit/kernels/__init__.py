@@ -64,6 +64,7 @@ def usable(*arrays: Any) -> bool:
 _KERNELS = (  # the names served from deepfit.kernels._jit
     "adam_step",
     "relu_forward",
+    "bias_relu_forward",
     "mask_multiply",
     "dropout_forward",
     "batchnorm_forward",

@@ -47,6 +47,19 @@ def relu_forward(z, a, positive):  # pragma: no cover
 
 
 @numba.njit(**_OPTS)
+def bias_relu_forward(z, b, positive):  # pragma: no cover
+    """In place on a C-ordered ``(m, n)`` ``z``: ``z = max(z + b, 0)`` (NaN passes through) and
+    ``positive = z + b > 0`` (twin: ``z += b`` then :func:`relu_forward`)."""
+    m, n = z.shape
+    zero = z.dtype.type(0)
+    for i in range(m):
+        for j in range(n):
+            zi = z[i, j] + b[j]
+            positive[i, j] = zi > zero
+            z[i, j] = zero if zi <= zero else zi
+
+
+@numba.njit(**_OPTS)
 def mask_multiply(da, keep, out):  # pragma: no cover
     """``out = da * keep`` for a boolean ``keep``, on 1-D arrays (ReLU's backward)."""
     for i in range(da.shape[0]):

@@ -37,6 +37,19 @@ class ReLU(Layer):
         self._positive = positive if training else None
         return a
 
+    def forward_biased(self, z, b, training: bool = False):
+        """``forward(z + b)`` for the bias ``b`` of the ``Dense`` layer in front, reusing
+        ``z`` (which the caller gives up) for the output. With the JIT on, the bias and the
+        activation are one pass over the batch; otherwise ``z += b`` then :meth:`forward`,
+        the same numbers."""
+        if kernels.usable(z, b) and z.ndim == 2 and b.shape == (z.shape[1],):
+            positive = np.empty(z.shape, dtype=np.bool_)
+            kernels.bias_relu_forward(z, b, positive)
+            self._positive = positive if training else None
+            return z
+        z += b
+        return self.forward(z, training)
+
     def backward(self, da):
         positive = self._positive
         if positive is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype
 from deepfit.errors import DeepfitError, ShapeError
 from deepfit.nn.init import Initializer, get_initializer
@@ -62,18 +64,25 @@ class Dense(Layer):
         self._x = None
 
     def forward(self, x, training: bool = False):
+        z = self.forward_linear(x, training)
+        b = self.params.get("b")
+        if b is not None:
+            z += b
+        return z
+
+    def forward_linear(self, x, training: bool = False):
+        """``x @ W`` without the bias: :meth:`forward` for a caller that adds ``b`` itself,
+        fused with what follows (:meth:`deepfit.nn.activations.ReLU.forward_biased`).
+        Caches ``x`` for :meth:`backward` like :meth:`forward`."""
         W = self.params["W"]
-        xp = array_module(x, W)
+        xp = np if type(x) is np.ndarray and type(W) is np.ndarray else array_module(x, W)
         x = xp.asarray(x, dtype=W.dtype)
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ShapeError(
                 f"{self!r} expects input of shape (batch, {self.n_in}), got {tuple(x.shape)}"
             )
-        z = x @ W
-        if "b" in self.params:
-            z += self.params["b"]
         self._x = x if training else None
-        return z
+        return x @ W
 
     def backward(self, dz):
         x = self._x
