@@ -235,14 +235,17 @@ def config(
     *,
     model: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    diagnose: dict[str, Any] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
-    """A validated config with early stopping off (the lab trains for a fixed budget)."""
+    """A validated config with early stopping off (the lab trains for a fixed budget). Every
+    value goes through validation: nothing is put in afterwards."""
     return configuration.validate(
         {
             "data": dict(data or {}),
             "model": {"hidden": list(hidden), **(model or {})},
             "train": {"early_stopping": {"enabled": False}, **train},
+            "diagnose": dict(diagnose or {}),
         }
     )
 

@@ -30,13 +30,13 @@ def measure(widths: list[int], fractions: tuple[float, ...], epochs: int) -> dic
         cfg = config(
             [width],
             data={"source": "digits"},
+            diagnose={"bayes_error": BAYES},
             optimizer="adam",
             lr=0.01,
             batch_size=64,
             epochs=epochs,
             seed=0,
         )
-        cfg["diagnose"]["bayes_error"] = BAYES
         curve = learning_curve(cfg, fractions)
         curves[str(width)] = {
             "sizes": list(curve.sizes),

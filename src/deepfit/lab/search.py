@@ -88,17 +88,16 @@ def synthetic(budgets: list[int], seeds: int) -> dict[str, Any]:
 
 
 def digits_config(point: dict[str, Any], epochs: int, hidden: list[int]) -> dict[str, Any]:
-    cfg = config(
+    return config(
         hidden,
         model={"l2": point["model.l2"]},
+        data={"source": "digits"},
         optimizer="adam",
         lr=point["train.lr"],
         batch_size=64,
         epochs=epochs,
         seed=0,
     )
-    cfg["data"]["source"] = "digits"
-    return cfg
 
 
 def digits_objective(epochs: int, hidden: list[int]):
