@@ -370,3 +370,27 @@ def test_member_mask_bits_equal_mask_bits():
     bits = member_mask_bits(seeds, 7)
     for j, seed in enumerate(seeds):
         assert np.array_equal(bits[j], mask_bits(int(seed), 7))
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+def test_ensemble_mean_gives_the_mean_prediction_as_logits(output):
+    from deepfit.nn.activations import sigmoid
+    from deepfit.nn.losses import softmax
+    from deepfit.nn.packed import EnsembleMean
+
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((4, 6, 3)) * 5
+    z[0, 0] = [800.0, -800.0, 30.0]  # far tails stay finite
+    head = EnsembleMean(output)
+    out = head.forward(z, training=False)
+    assert out.shape == (6, 3) and np.isfinite(out).all()
+    if output == "softmax":
+        expected, got = np.mean([softmax(zk) for zk in z], axis=0), softmax(out)
+    elif output == "sigmoid":
+        expected, got = sigmoid(z).mean(axis=0), sigmoid(out)
+    else:
+        expected, got = z.mean(axis=0), out
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    # training: the identity, gradient included (each member learns from its own loss)
+    assert head.forward(z, training=True) is z
+    assert head.backward(z) is z

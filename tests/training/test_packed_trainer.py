@@ -172,3 +172,12 @@ def test_bad_settings_are_refused():
         PackedTrainer(model, optimizer=PackedAdam(3))
     with pytest.raises(DeepfitError, match="PackedSequential"):
         PackedTrainer(mlp(3, [4], 2))
+
+
+def test_each_member_follows_its_own_schedule():
+    X, y = _data(64)
+    model = packed_mlp(6, [4], 2, 2, rng=[0, 1])
+    schedules = [lambda e: 0.1 / (1 + e), lambda e: 0.01 * (e + 1)]
+    pt = PackedTrainer(model, optimizer=PackedSGD(2, 0.5), batch_size=32, schedules=schedules)
+    history = pt.fit(X, y, 3)
+    assert [rec["lr"] for rec in history] == [[0.1 / (1 + e), 0.01 * (e + 1)] for e in range(3)]
