@@ -1,4 +1,5 @@
-"""Weight initializers: zeros, small random normal, Xavier/Glorot and He.
+"""Weight initializers: zeros, small random normal, Xavier/Glorot, He, and the course
+notebooks' draws (:class:`Course`).
 
 Each initializer is a callable ``(n_in, n_out, rng, dtype) -> W`` of shape ``(n_in, n_out)``,
 where ``rng`` is a :class:`numpy.random.Generator`, a legacy :class:`numpy.random.RandomState`
