@@ -28,6 +28,9 @@ trials = 3
 lr = "loguniform(1e-3, 1e-1)"
 [tune.space.model]
 hidden = "choice([[8], [16]])"
+keep_prob = "uniform(0.5, 0.9) if use.dropout"
+[tune.space.use]
+dropout = "choice([false, true])"
 """
 
 
@@ -45,6 +48,8 @@ def test_local_ray_cluster_runs_the_trials(tmp_path):
         table = list(csv.DictReader(f))
     assert [r["state"] for r in table] == ["complete"] * 3
     assert all(int(r["epochs"]) >= 1 for r in table)
+    # the conditional key: sampled (in the driver, define-by-run) only where it is on
+    assert all((r["model.keep_prob"] == "") == (r["use.dropout"] == "False") for r in table)
     import optuna
 
     study = optuna.load_study(study_name="deepfit", storage=f"sqlite:///{out / 'study.db'}")
