@@ -98,7 +98,7 @@ def build_model(
         rng=streams(config["train"]["seed"])["model"],
         dtype=config["train"]["dtype"],
         **({"embed": embed} if embed else {}),
-        **_ensemble_options(config, loss, embed),
+        **_ensemble_options(config, loss),
     )
 
 
@@ -109,17 +109,12 @@ ENSEMBLE_OUTPUTS = {
 }
 
 
-def _ensemble_options(config: dict[str, Any], loss: str, embed: Any) -> dict[str, Any]:
+def _ensemble_options(config: dict[str, Any], loss: str) -> dict[str, Any]:
     """``mlp``'s ensemble arguments for ``model.ensemble = K > 1`` (none for one network):
     the members' mean prediction follows the loss's output."""
     m = _table(config, "model")
     if m["ensemble"] == 1:
         return {}
-    if embed:
-        raise ConfigError(
-            f"config key 'model.ensemble' = {m['ensemble']}: category embeddings have no "
-            f"packed version; one-hot encode the categories or set model.ensemble = 1"
-        )
     return {
         "ensemble": m["ensemble"],
         "ensemble_kind": m["ensemble_kind"],

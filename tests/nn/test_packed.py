@@ -394,3 +394,20 @@ def test_ensemble_mean_gives_the_mean_prediction_as_logits(output):
     # training: the identity, gradient included (each member learns from its own loss)
     assert head.forward(z, training=True) is z
     assert head.backward(z) is z
+
+
+def test_ensemble_with_shared_category_embeddings_gradcheck():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((10, 3))
+    X[:, 1] = rng.integers(0, 4, 10)  # codes of a 4-category column
+    y = rng.integers(0, 2, 10)
+    embed = {"columns": [1], "cardinalities": [4], "dims": [2]}
+    model = mlp(3, [5], 2, ensemble=3, rng=0, embed=embed, activation="tanh")
+    assert model.shared_names() == {"0.E0"}
+    assert type(model.layers[0]).__name__ == "EmbedColumns"
+    result = gradcheck(model, PackedLoss("softmax_cross_entropy"), X, y, l2=0.1)
+    assert max(result.per_tensor.values()) < 1e-6, result.per_tensor
+    member = model.member(1)
+    np.testing.assert_allclose(
+        member.predict(X.astype(np.float32)), model.predict_members(X)[1], rtol=1e-6
+    )

@@ -33,7 +33,8 @@ ensembling", ICLR 2025.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -884,12 +885,16 @@ class PackedSequential(Sequential):
                 raise DeepfitError(f"layer {i} has {k} members, the model {self.members}")
 
     def shared_names(self) -> set[str]:
-        """Qualified names of the parameters without a member axis."""
-        return {
-            f"{i}.{key}"
-            for i, layer in enumerate(self.layers)
-            for key in getattr(layer, "shared_keys", ())
-        }
+        """Qualified names of the parameters and buffers without a member axis: those a
+        packed layer shares (BatchEnsemble's ``W``) and every array of a plain layer (a
+        category embedding in front of the members)."""
+        names = set()
+        for i, layer in enumerate(self.layers):
+            if hasattr(layer, "members"):
+                names.update(f"{i}.{key}" for key in getattr(layer, "shared_keys", ()))
+            else:
+                names.update(f"{i}.{key}" for key in (*layer.params, *layer.buffers))
+        return names
 
     def combine(self, logits: Any) -> Any:
         """The ensemble's logits ``(m, c)`` from member logits ``(K, m, c)``, as the model's
@@ -938,7 +943,7 @@ class PackedSequential(Sequential):
             elif isinstance(layer, PackedDropout):
                 layers.append(Dropout(float(layer.keep_prob[k]), rng=layer.rngs[k]))
             else:
-                layers.append(layer_from_config(layer.config()))
+                layers.append(copy.deepcopy(layer))
         return Sequential(layers)
 
     def config(self) -> list[dict[str, Any]]:
@@ -1001,6 +1006,8 @@ def packed_mlp(
     dtype: Any = None,
     bn_momentum: float = 0.9,
     output: str | None = None,
+    embed: Mapping[str, Sequence[int]] | None = None,
+    seed: RNGLike = None,
 ) -> PackedSequential:
     """``members`` fully connected networks of one architecture, packed.
 
@@ -1018,6 +1025,12 @@ def packed_mlp(
     ``output`` (``"softmax"``, ``"sigmoid"``, ``"identity"``) ends the model in
     :class:`EnsembleMean`: in inference it predicts the mean of the members' probabilities or
     values as one network's logits; without it every member's logits come out.
+
+    ``embed`` (as :func:`~deepfit.nn.sequential.mlp` takes it) puts one
+    :class:`~deepfit.nn.embedding.EmbedColumns` in front of the members, shared by them (as
+    TabM shares its feature embeddings); its tables are drawn from ``seed`` (deep; member 0's
+    generator when ``None``) or from ``rng`` (batch), and the first packed layer takes its
+    output as a shared input.
     """
     k = _check_members(members, "packed_mlp")
     if kind not in ENSEMBLE_KINDS:
@@ -1049,6 +1062,18 @@ def packed_mlp(
         gens = as_generator(rng)
     layers: list[Layer] = []
     width_in = n_in
+    if embed is not None:  # one embedding in front of the members, shared as in TabM
+        from deepfit.nn.sequential import _embed_columns
+
+        layers.append(
+            _embed_columns(
+                n_in,
+                embed,
+                gens if kind == "batch" else as_generator(seed if seed is not None else gens[0]),
+                dt,
+            )
+        )
+        width_in = layers[0].n_out
     for i, (width, kp) in enumerate(zip(hidden, keeps, strict=True)):
         bias = not batchnorm
         if kind == "deep":
@@ -1140,20 +1165,22 @@ def ensemble_mlp(
 ) -> PackedSequential:
     """What ``mlp(..., ensemble=members)`` builds: :func:`packed_mlp` ending in
     :class:`EnsembleMean` (``output``), from one seed (a deep ensemble's members get the
-    ``spawn`` children of ``rng``). Layer norm, residual blocks and embeddings have no packed
-    version and are refused."""
+    ``spawn`` children of ``rng``; with category embeddings, shared, the first child draws
+    them and the members get the next ``members``). Layer
+    norm and residual blocks have no packed version and are refused."""
     members = _check_members(members, "mlp ensemble")
     if norm == "batchnorm":
         batchnorm, norm = True, None
     for what, used in (
         ("norm='layernorm'", norm == "layernorm"),
         ("residual=True", residual),
-        ("embed (category embeddings)", embed is not None),
     ):
         if used:
             raise DeepfitError(f"mlp ensemble={members} does not support {what}; use ensemble=1")
     if isinstance(rng, (list, tuple)):
         raise DeepfitError("mlp ensemble takes one seed or Generator; members get its children")
+    gen = as_generator(rng)
+    seed = gen.spawn(1)[0] if embed is not None and kind == "deep" else None
     if output not in EnsembleMean.OUTPUTS:
         raise DeepfitError(
             f"mlp ensemble_output must be one of {', '.join(EnsembleMean.OUTPUTS)}, got {output!r}"
@@ -1167,9 +1194,11 @@ def ensemble_mlp(
         init,
         batchnorm,
         keep_prob,
-        rng,
+        gen,
         kind=kind,
         dtype=dtype,
         bn_momentum=bn_momentum,
         output=output,
+        embed=embed,
+        seed=seed,
     )
