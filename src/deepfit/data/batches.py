@@ -76,6 +76,41 @@ def minibatches(
     return (order[start : start + size] for start in range(0, int(n), size))
 
 
+class RowGather:
+    """Mini-batches of ``X``'s rows gathered into one reused array: ``out[i] = X[idx[i]]``.
+
+    ``gather(idx)`` returns a view of the first ``len(idx)`` rows of a buffer of
+    ``batch_size`` rows, overwritten by the next call: use it before asking for the next
+    batch (a training step does). Same values as ``X[idx]``, without allocating a new array
+    each step (and NumPy's ``take`` into a given array copies rows faster than fancy indexing
+    allocates and fills one). ``idx`` holds valid row indices, as :func:`minibatches` yields
+    them (they are not checked again).
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        The rows, first axis the examples.
+    batch_size : int
+        The largest batch asked for.
+    """
+
+    def __init__(self, X: np.ndarray, batch_size: int) -> None:
+        self.X = X
+        self.buffer = np.empty((_check_batch_size(batch_size), *X.shape[1:]), dtype=X.dtype)
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        out = self.buffer[: idx.shape[0]]
+        if idx.shape[0] > self.buffer.shape[0]:
+            raise DataError(
+                f"a batch of {idx.shape[0]} rows does not fit the {self.buffer.shape[0]} rows "
+                "of the gather buffer"
+            )
+        # mode="clip": take writes straight into out (mode="raise" goes through a buffer);
+        # the indices are minibatches', all in range
+        self.X.take(idx, axis=0, out=out, mode="clip")
+        return out
+
+
 def iterate_minibatches(
     X: np.ndarray,
     y: np.ndarray,

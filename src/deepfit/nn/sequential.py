@@ -48,10 +48,10 @@ class Sequential:
         fused pass ``max(x W + b, 0)`` (:meth:`Dense.forward_linear`,
         :meth:`ReLU.forward_biased`): the same numbers and caches as the two calls.
         """
-        dtype = self.dtype
-        if dtype is not None:
-            xp = self._module()
-            x = xp.asarray(x, dtype=dtype)
+        first = self._first_param()
+        if first is not None:
+            xp = np if type(first) is np.ndarray else array_module(first)
+            x = xp.asarray(x, dtype=first.dtype)
         layers = self.layers
         i, n = 0, len(layers)
         while i < n:
@@ -100,6 +100,12 @@ class Sequential:
         if not chunks:
             return np.zeros((0, self.n_outputs or 0), dtype=self.dtype)
         return np.concatenate(chunks)
+
+    def _first_param(self) -> Any:
+        for layer in self.layers:
+            for value in layer.params.values():
+                return value
+        return None
 
     def _module(self):
         for layer in self.layers:

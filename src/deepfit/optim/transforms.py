@@ -219,7 +219,7 @@ class ScaleByAdam(Transform):
             b1, b2 = self.beta1, self.beta2
             values = (b1, 1.0 - b1, b2, 1.0 - b2, bias_correction(b1, t))
             values += (bias_correction(b2, t), self.eps, wd, lr)
-            self._scalars = np.array(values, dtype=np.float64).astype(dtype)
+            self._scalars = np.array(values, dtype=dtype)  # each float rounded once
             self._scalars_key = key
         return self._scalars
 

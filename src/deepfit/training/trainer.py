@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfit.backend import array_module, to_numpy
-from deepfit.data.batches import check_sample_weight, minibatches
+from deepfit.data.batches import RowGather, check_sample_weight, minibatches
 from deepfit.data.mixup import Mixup
 from deepfit.errors import DataError, DeepfitError
 from deepfit.nn.batchnorm import BatchNorm
@@ -257,7 +257,7 @@ class Trainer:
             predicted = logits.argmax(axis=1)
         correct = to_numpy(predicted) == y
         if weight is None:
-            return int(correct.sum())
+            return int(np.count_nonzero(correct))
         return float(np.dot(correct, weight))
 
     def _lr_for(self, epoch: int) -> float:
@@ -345,6 +345,7 @@ class Trainer:
         # every parameter in one buffer, every gradient in another: one optimizer pass per
         # step (a no-op when the model is already flat)
         self.model.flatten_parameters()
+        gather = RowGather(X, self.batch_size)  # each batch's rows, in one reused array
 
         try:
             for cb in self.callbacks:
@@ -364,7 +365,7 @@ class Trainer:
                 for b, idx in enumerate(minibatches(self.n_train, self.batch_size, self.rng)):
                     if has_batchnorm and idx.size < 2:
                         continue
-                    xb, yb = X[idx], y[idx]
+                    xb, yb = gather(idx), y[idx]
                     wb = None if w is None else w[idx]
                     if self.augment is not None:
                         xb = self.augment(xb, self.rng)
