@@ -283,6 +283,13 @@ def test_train_data_budget_searches_the_table_space_and_trains_the_winner(tmp_pa
     # --set keys are left out of the search, and the keys they switch off with them
     assert not {"train.mixup.kind", "train.mixup.alpha"} & keys
     assert "train.label_smoothing" not in keys  # a regression table
+    # the first trial is the recipe itself, every technique off
+    from deepfit.tuning import space as S
+
+    space = S.Space.from_description(study.user_attrs["deepfit"]["space"])
+    first = S.from_optuna(space, study.trials[0].params)
+    assert first["model.hidden"] == [128] and first["train.lr"] == 0.001
+    assert not any(v for k, v in first.items() if k.startswith("use."))
     best = C.validate(__import__("tomllib").loads((out / "best" / "config.toml").read_text()))
     assert best["train"]["epochs"] == 4 and best["train"]["refit"] is True
     code = main(["evaluate", str(out / "best" / "model.npz"), str(data), "--json"])

@@ -311,6 +311,7 @@ class Tuner:
         heartbeat_interval: int = HEARTBEAT_S,
         grace_period: int = GRACE_S,
         train_best: bool | None = None,
+        first_points: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if heartbeat_interval < 1 or grace_period < 1:
             raise DeepfitError(
@@ -333,6 +334,10 @@ class Tuner:
         self.plots = plots
         self.callbacks = list(callbacks)  # Optuna's callback(study, trial), as trials end
         self.new_study = new_study
+        self.first_points = [self.space.restrict(p) for p in first_points]
+        for p in self.first_points:
+            if not self.space.complete(p):
+                raise DeepfitError(f"a first point must set every active key of the space: {p}")
         self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
         self._trial_ids: dict[int, int] = {}  # trial number -> storage id, of self.running
@@ -582,8 +587,12 @@ class Tuner:
         waiting = any(t.state == S.WAITING for t in trials)
         if not waiting:
             slot = 1 + max((t.user_attrs.get("slot", -1) for t in trials), default=-1)
-            if self.strategy is None:  # tpe: Optuna samples
-                self.study.enqueue_trial({}, user_attrs={"slot": slot, "round": 0, "attempt": 1})
+            if self.strategy is None:  # tpe: Optuna samples (after the given first points)
+                first = self.first_points[slot] if slot < len(self.first_points) else {}
+                self.study.enqueue_trial(
+                    _space.to_optuna(self.space, first),
+                    user_attrs={"slot": slot, "round": 0, "attempt": 1},
+                )
             else:
                 proposal = self.strategy.propose(
                     slot, self._finished(trials), self.settings.minimize
@@ -1032,6 +1041,7 @@ def tune(
     pruner: str | None = None,
     budget: str | float | None = None,
     train_best: bool | None = None,
+    first_points: Sequence[Mapping[str, Any]] = (),
     workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
@@ -1057,7 +1067,9 @@ def tune(
     ``pruner`` overrides ``tune.pruner``; ``budget`` (``"5m"``, or seconds) overrides
     ``tune.budget``: trials start only while time is left, counted across reruns (see
     :mod:`deepfit.tuning.budget`). ``train_best`` trains the best configuration again into
-    ``OUT/best`` after the search (default: when there is a budget)."""
+    ``OUT/best`` after the search (default: when there is a budget). ``first_points`` (tpe):
+    points tried first, in slot order, before TPE samples (Optuna's ``enqueue_trial``), e.g.
+    the defaults, so the search never ends below them on the dev set."""
     settings = Settings.from_config(
         config, trials=trials, strategy=strategy, pruning=pruning, pruner=pruner, budget=budget
     )
@@ -1080,6 +1092,7 @@ def tune(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         train_best=train_best,
+        first_points=first_points,
     ).run()
 
 

@@ -2,7 +2,9 @@
 
 The run's resolved config (the table recipe, ``--set`` applied) is the base; the space is the
 regularization cocktail of :func:`deepfit.recipes.table_space` for the table's task, searched
-by TPE until the budget is spent, with the keys the user fixed (``--set``) left out. The
+by TPE until the budget is spent, with the keys the user fixed (``--set``) left out. The first
+trial is the recipe itself (every technique off), so the winner is never worse than the
+zero-config run on the dev set. The
 output directory is a tune directory (``study.db``, ``trials.csv``, ``best.toml``,
 ``importance.json``, plots) whose ``best/`` is the winner's run directory, trained again as
 the recipe says (``train.refit``: on train + dev for the best number of epochs).
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfit import config as C
+from deepfit.errors import DeepfitError
 from deepfit.tuning import space as _space
 from deepfit.tuning import study as _study
 
@@ -69,6 +72,26 @@ def without_fixed(
             return table
 
 
+def recipe_point(space: _space.Space, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The point of ``space`` that is the base config itself (every switch off): the search's
+    first trial, so it never ends below the recipe on the dev set. None when a base value is
+    outside the space."""
+    point: dict[str, Any] = {}
+    for d in space.dimensions:
+        if not space.is_active(d.key, point):
+            continue
+        value = False if _space.is_switch(d.key) else C.get(config, d.key)
+        if isinstance(d, _space.Choice):
+            try:
+                d.index(value)
+            except DeepfitError:
+                return None
+        elif isinstance(value, bool) or not d.lo <= value <= d.hi:  # type: ignore[attr-defined]
+            return None
+        point[d.key] = value
+    return point
+
+
 def search_config(
     config: Mapping[str, Any],
     task: str,
@@ -116,6 +139,7 @@ def search_table(
 
     task = experiment.prepare(dict(config)).task
     resolved = search_config(config, task, budget, fixed=fixed, trials=trials)
+    first = recipe_point(_space.parse(resolved), resolved)
     summary = _study.tune(
         resolved,
         out,
@@ -125,6 +149,7 @@ def search_table(
         plots=plots,
         new_study=new_study,
         train_best=True,
+        first_points=[first] if first is not None else (),
     )
     summary["task"] = task
     return summary
