@@ -148,6 +148,7 @@ class PackedTrainer:
         self.status: list[str | None] = [None] * k  # why each member stopped; None: running
         self.best = np.full(k, math.inf)
         self.best_epoch = np.zeros(k, dtype=np.int64)
+        self.epochs_run = np.zeros(k, dtype=np.int64)  # each member's, set when it stops
         self.wait = np.zeros(k, dtype=np.int64)
         self.best_state: dict[str, np.ndarray] | None = None
         self.good_state: dict[str, np.ndarray] | None = None
@@ -231,7 +232,13 @@ class PackedTrainer:
         for k in members:
             if self.status[k] is None:
                 self.status[k] = reason
+                self.epochs_run[k] = self.epoch
         self.optimizer.active[members] = False
+
+    def stop_members(self, members: Sequence[int], reason: str) -> None:
+        """Freeze ``members`` from now on (pruning in a search), recording ``reason``; their
+        best weights come back at the end as an early-stopped member's do."""
+        self._stop(np.asarray(members, dtype=np.int64), reason)
 
     # -- training -----------------------------------------------------------------------------
     def fit(
@@ -243,9 +250,12 @@ class PackedTrainer:
         *,
         sample_weight: Any = None,
         resume: bool = False,
+        epoch_hook: Callable[[PackedTrainer, dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Train every member for up to ``epochs`` epochs; returns the history (one record per
-        epoch, per-member values as lists of ``K``, ``ensemble_*`` for the mean prediction)."""
+        epoch, per-member values as lists of ``K``, ``ensemble_*`` for the mean prediction).
+        ``epoch_hook(trainer, logs)`` runs after each epoch's early stopping (a search prunes
+        members there with :meth:`stop_members`)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise DeepfitError(f"epochs must be a positive integer, got {epochs!r}")
         X, y = self._check_xy(X, y, "training data")
@@ -347,6 +357,8 @@ class PackedTrainer:
                     tired = np.flatnonzero(active & ~improved & (self.wait >= self.patience))
                     if tired.size:
                         self._stop(tired, f"early stopping at epoch {self.epoch}")
+                if epoch_hook is not None:
+                    epoch_hook(self, logs)
                 logs["active"] = [bool(a) for a in active]
                 logs["seconds"] = time.perf_counter() - start
                 self.history.append(logs)
@@ -433,6 +445,7 @@ class PackedTrainer:
         arrays["members/best"] = self.best
         arrays["members/best_epoch"] = self.best_epoch
         arrays["members/wait"] = self.wait
+        arrays["members/epochs_run"] = self.epochs_run
         dropout_rngs = {
             f"{i}.{j}": g.bit_generator.state
             for i, layer in enumerate(self.model.layers)
@@ -480,6 +493,7 @@ class PackedTrainer:
             self.best = members["best"].astype(np.float64)
             self.best_epoch = members["best_epoch"].astype(np.int64)
             self.wait = members["wait"].astype(np.int64)
+            self.epochs_run = members["epochs_run"].astype(np.int64)
             self.rng.bit_generator.state = meta["rng"]
             for i, layer in enumerate(self.model.layers):
                 if isinstance(layer, PackedDropout):
