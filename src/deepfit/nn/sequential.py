@@ -164,7 +164,8 @@ class Sequential:
         :mod:`deepfit.flat`), so an optimizer updates the whole model in one pass. Everything
         per array works as before: the views are the layers' own arrays. Returns whether the
         parameters now tile one buffer (``False``, and nothing changed, when there are none,
-        or when they differ in dtype or device). Already flat: nothing is copied.
+        when they differ in dtype, or when they are not NumPy arrays: a CuPy model keeps one
+        array per parameter). Already flat: nothing is copied.
 
         Replacing a layer's array (``Layer.to``, ``Layer.astype``, assigning
         ``layer.params[key]``) takes it out of the buffer; optimizers then update the arrays
@@ -183,6 +184,8 @@ class Sequential:
         grads = [layer.grads.get(key) for layer, key in entries]
         first = params[0]
         dtype = first.dtype
+        if type(first) is not np.ndarray:  # CuPy models keep one array per parameter
+            return False
         for p, g in zip(params, grads, strict=True):
             if (
                 g is None

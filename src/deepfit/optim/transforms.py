@@ -56,7 +56,8 @@ class Transform:
 
     def __init__(self) -> None:
         self.state: dict[str, dict[str, Any]] = {slot: {} for slot in self.slots}
-        self._flat: dict[str, tuple[Any, Any, list[Any]]] = {}
+        # slot -> (parameter buffer, moment buffer, per-parameter views, their ids)
+        self._flat: dict[str, tuple[Any, Any, list[Any], list[int]]] = {}
 
     def prepare_flat_(self, names: Sequence[str], params: Sequence[Any], flat: Any) -> None:
         """Keep every slot's state for ``params`` (tiling the 1-D buffer ``flat``, in order)
