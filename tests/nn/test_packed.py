@@ -402,12 +402,24 @@ def test_ensemble_with_shared_category_embeddings_gradcheck():
     X[:, 1] = rng.integers(0, 4, 10)  # codes of a 4-category column
     y = rng.integers(0, 2, 10)
     embed = {"columns": [1], "cardinalities": [4], "dims": [2]}
-    model = mlp(3, [5], 2, ensemble=3, rng=0, embed=embed, activation="tanh")
-    assert model.shared_names() == {"0.E0"}
-    assert type(model.layers[0]).__name__ == "EmbedColumns"
-    result = gradcheck(model, PackedLoss("softmax_cross_entropy"), X, y, l2=0.1)
-    assert max(result.per_tensor.values()) < 1e-6, result.per_tensor
-    member = model.member(1)
-    np.testing.assert_allclose(
-        member.predict(X.astype(np.float32)), model.predict_members(X)[1], rtol=1e-6
-    )
+    for kind, first in (("deep", "PackedEmbedColumns"), ("batch", "EmbedColumns")):
+        model = mlp(
+            3, [5], 2, ensemble=3, ensemble_kind=kind, rng=0, embed=embed, activation="tanh"
+        )
+        assert type(model.layers[0]).__name__ == first
+        assert model.shared_names() >= ({"0.E0"} if kind == "batch" else set())
+        result = gradcheck(model, PackedLoss("softmax_cross_entropy"), X, y, l2=0.1)
+        assert max(result.per_tensor.values()) < 1e-6, result.per_tensor
+        member = model.member(1)
+        np.testing.assert_allclose(
+            member.predict(X.astype(np.float32)), model.predict_members(X)[1], rtol=1e-6
+        )
+    # deep: member k is the single network of seed k, its embedding tables included
+    children = np.random.default_rng(0).spawn(3)
+    model = mlp(3, [5], 2, ensemble=3, rng=0, embed=embed, dtype="float64")
+    for k in range(3):
+        single = mlp(3, [5], 2, rng=children[k], embed=embed, dtype="float64")
+        for a, b in zip(
+            single.state_dict().values(), model.member(k).state_dict().values(), strict=True
+        ):
+            assert np.array_equal(a, b)

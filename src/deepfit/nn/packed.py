@@ -45,6 +45,7 @@ from deepfit.nn.activations import get_activation, sigmoid
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
 from deepfit.nn.dropout import Dropout, keep_threshold
+from deepfit.nn.embedding import EmbedColumns, scatter_add_rows
 from deepfit.nn.init import Initializer, get_initializer
 from deepfit.nn.layer import Layer
 from deepfit.nn.losses import (
@@ -309,6 +310,98 @@ class BatchEnsembleDense(Layer):
 
     def __repr__(self) -> str:
         return f"BatchEnsembleDense({self.members}, {self.n_in}, {self.n_out})"
+
+
+class PackedEmbedColumns(EmbedColumns):
+    """:class:`~deepfit.nn.embedding.EmbedColumns` with one set of tables per member.
+
+    Table ``E_j`` has shape ``(K, cardinality_j, dim_j)``; member ``k``'s tables are drawn as
+    an ``EmbedColumns`` built from generator ``rngs[k]`` draws them. The raw batch ``x``
+    ``(m, n_in)`` is shared; the output is ``(K, m, n_out)``::
+
+        y_k = [x[:, passthrough], E_0,k[x[:, columns[0]]], ...]
+        dE_j,k[c] = sum_{i : x_i,columns[j] = c} dy_k,i,block j        (scatter-add)
+        dx[:, passthrough] = sum_k dy_k[:, :n_passthrough]        dx[:, columns] = 0
+    """
+
+    def __init__(
+        self,
+        members: int,
+        n_in: int,
+        columns: Sequence[int],
+        cardinalities: Sequence[int],
+        dims: Sequence[int],
+        *,
+        rng: RNGLike | Sequence[RNGLike] = None,
+        dtype: Any = None,
+    ) -> None:
+        self.members = k = _check_members(members, "PackedEmbedColumns")
+        gens = _generators(rng, k, "PackedEmbedColumns")
+        singles = [
+            EmbedColumns(n_in, columns, cardinalities, dims, rng=g, dtype=dtype) for g in gens
+        ]
+        EmbedColumns.__init__(self, n_in, columns, cardinalities, dims, rng=0, dtype=dtype)
+        for key in self.params:
+            stacked = np.stack([single.params[key] for single in singles])
+            self.params[key], self.grads[key] = stacked, np.zeros_like(stacked)
+
+    def forward(self, x, training: bool = False):
+        E0 = self.params["E0"]
+        xp = array_module(x, E0)
+        x = xp.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ShapeError(
+                f"{self!r} expects input of shape (batch, {self.n_in}), got {tuple(x.shape)}"
+            )
+        codes = self._lookup_codes(x)
+        m, n_pass = x.shape[0], len(self.passthrough)
+        y = xp.empty((self.members, m, self.n_out), dtype=E0.dtype)
+        y[:, :, :n_pass] = x[:, self.passthrough]
+        start = n_pass
+        for j, c in enumerate(codes):
+            stop = start + self.dims[j]
+            y[:, :, start:stop] = self.params[f"E{j}"][:, c]
+            start = stop
+        self._codes = codes if training else None
+        return y
+
+    def backward_params(self, dy) -> None:
+        codes = self._codes
+        if codes is None:
+            raise self._missing_cache()
+        start = len(self.passthrough)
+        for j, c in enumerate(codes):
+            stop = start + self.dims[j]
+            grad = self.grads[f"E{j}"]
+            for k in range(self.members):
+                scatter_add_rows(grad[k], c, dy[k, :, start:stop])
+            start = stop
+
+    def backward(self, dy):
+        self.backward_params(dy)
+        xp = array_module(dy)
+        dx = xp.zeros((dy.shape[1], self.n_in), dtype=dy.dtype)
+        dx[:, self.passthrough] = dy[:, :, : len(self.passthrough)].sum(axis=0)
+        return dx
+
+    def member(self, k: int) -> EmbedColumns:
+        """Member ``k`` as a plain :class:`EmbedColumns` holding copies of its tables."""
+        layer = EmbedColumns(
+            self.n_in, self.columns, self.cardinalities, self.dims, rng=0, dtype=self.dtype
+        )
+        for key, value in self.params.items():
+            layer.params[key][...] = to_numpy(value[k])
+        return layer
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "PackedEmbedColumns",
+            "members": self.members,
+            **{k: v for k, v in super().config().items() if k != "type"},
+        }
+
+    def __repr__(self) -> str:
+        return f"Packed{super().__repr__()[:-1]}, members={self.members})"
 
 
 def member_mask_bits(seeds: np.ndarray, n: int, xp=np):
@@ -851,7 +944,14 @@ def combine_members(z, output: str):
 # -- the model --------------------------------------------------------------------------------
 PACKED_LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (PackedDense, BatchEnsembleDense, PackedDropout, PackedBatchNorm, EnsembleMean)
+    for cls in (
+        PackedDense,
+        BatchEnsembleDense,
+        PackedDropout,
+        PackedBatchNorm,
+        PackedEmbedColumns,
+        EnsembleMean,
+    )
 }
 
 
@@ -967,7 +1067,7 @@ class PackedSequential(Sequential):
             if name in PACKED_LAYER_TYPES:
                 kwargs = {k: v for k, v in c.items() if k != "type"}
                 members = kwargs.get("members", members)
-                if name in ("PackedDense", "BatchEnsembleDense"):
+                if name in ("PackedDense", "BatchEnsembleDense", "PackedEmbedColumns"):
                     kwargs.update(dtype=dtype, rng=gen)
                 elif name == "PackedBatchNorm":
                     kwargs["dtype"] = dtype
@@ -1007,7 +1107,6 @@ def packed_mlp(
     bn_momentum: float = 0.9,
     output: str | None = None,
     embed: Mapping[str, Sequence[int]] | None = None,
-    seed: RNGLike = None,
 ) -> PackedSequential:
     """``members`` fully connected networks of one architecture, packed.
 
@@ -1026,11 +1125,11 @@ def packed_mlp(
     :class:`EnsembleMean`: in inference it predicts the mean of the members' probabilities or
     values as one network's logits; without it every member's logits come out.
 
-    ``embed`` (as :func:`~deepfit.nn.sequential.mlp` takes it) puts one
-    :class:`~deepfit.nn.embedding.EmbedColumns` in front of the members, shared by them (as
-    TabM shares its feature embeddings); its tables are drawn from ``seed`` (deep; member 0's
-    generator when ``None``) or from ``rng`` (batch), and the first packed layer takes its
-    output as a shared input.
+    ``embed`` (as :func:`~deepfit.nn.sequential.mlp` takes it) puts category embeddings
+    first: deep, a :class:`PackedEmbedColumns` (each member its own tables, drawn first from
+    its generator, so member ``k`` is still ``mlp(..., embed=embed, rng=rng_k)``); batch, one
+    :class:`~deepfit.nn.embedding.EmbedColumns` shared by the members (as TabM shares its
+    feature embeddings), whose output the first layer takes as a shared input.
     """
     k = _check_members(members, "packed_mlp")
     if kind not in ENSEMBLE_KINDS:
@@ -1062,17 +1161,13 @@ def packed_mlp(
         gens = as_generator(rng)
     layers: list[Layer] = []
     width_in = n_in
-    if embed is not None:  # one embedding in front of the members, shared as in TabM
+    if embed is not None and kind == "batch":  # one embedding, shared as in TabM
         from deepfit.nn.sequential import _embed_columns
 
-        layers.append(
-            _embed_columns(
-                n_in,
-                embed,
-                gens if kind == "batch" else as_generator(seed if seed is not None else gens[0]),
-                dt,
-            )
-        )
+        layers.append(_embed_columns(n_in, embed, gens, dt))
+        width_in = layers[0].n_out
+    elif embed is not None:  # each member its own tables, drawn first as mlp draws them
+        layers.append(PackedEmbedColumns(k, n_in, **_embed_spec(embed), rng=gens, dtype=dt))
         width_in = layers[0].n_out
     for i, (width, kp) in enumerate(zip(hidden, keeps, strict=True)):
         bias = not batchnorm
@@ -1098,6 +1193,14 @@ def packed_mlp(
     if output is not None:
         layers.append(EnsembleMean(output))
     return PackedSequential(layers, k, kind)
+
+
+def _embed_spec(embed: Any) -> dict[str, Any]:
+    from deepfit.nn.sequential import EMBED_KEYS
+
+    if not isinstance(embed, Mapping) or set(embed) != set(EMBED_KEYS):
+        raise DeepfitError(f"mlp embed must be a mapping with keys {', '.join(EMBED_KEYS)}")
+    return {key: list(embed[key]) for key in EMBED_KEYS}
 
 
 def pack(models: Sequence[Sequential]) -> PackedSequential:
@@ -1165,9 +1268,8 @@ def ensemble_mlp(
 ) -> PackedSequential:
     """What ``mlp(..., ensemble=members)`` builds: :func:`packed_mlp` ending in
     :class:`EnsembleMean` (``output``), from one seed (a deep ensemble's members get the
-    ``spawn`` children of ``rng``; with category embeddings, shared, the first child draws
-    them and the members get the next ``members``). Layer
-    norm and residual blocks have no packed version and are refused."""
+    ``spawn`` children of ``rng``). Layer norm and residual blocks have no packed version and
+    are refused."""
     members = _check_members(members, "mlp ensemble")
     if norm == "batchnorm":
         batchnorm, norm = True, None
@@ -1180,7 +1282,6 @@ def ensemble_mlp(
     if isinstance(rng, (list, tuple)):
         raise DeepfitError("mlp ensemble takes one seed or Generator; members get its children")
     gen = as_generator(rng)
-    seed = gen.spawn(1)[0] if embed is not None and kind == "deep" else None
     if output not in EnsembleMean.OUTPUTS:
         raise DeepfitError(
             f"mlp ensemble_output must be one of {', '.join(EnsembleMean.OUTPUTS)}, got {output!r}"
@@ -1200,5 +1301,4 @@ def ensemble_mlp(
         bn_momentum=bn_momentum,
         output=output,
         embed=embed,
-        seed=seed,
     )
