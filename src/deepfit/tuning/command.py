@@ -137,8 +137,9 @@ def tune(
             typer.echo(json.dumps(point))
         return
     out = out if out is not None else Path("runs") / f"tune-{config.stem}"
-    if trials is None and (budget or resolved["tune"].get("budget")):
-        trials = _budget_trials(config, set_ or [], strategy or resolved["tune"]["strategy"])
+    if trials is None and (budget or (resolved.get("tune") or {}).get("budget")):
+        chosen = strategy or (resolved.get("tune") or {}).get("strategy", "random")
+        trials = _budget_trials(config, set_ or [], chosen)
     echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line, err=False))
     run = _study.tune
     if mlflow or tracking_uri or experiment_name:
