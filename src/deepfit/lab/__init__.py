@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "search": "deepfit.lab.search",  # 2.3.1-2
     "batchnorm": "deepfit.lab.batchnorm",  # 2.3.4-5
     "bn_learning_rates": "deepfit.lab.bn_learning_rates",  # 2.3.4
+    "cocktail": "deepfit.lab.cocktail",  # issue 11: Kadra et al. 2021 on the shared tables
 }
 
 DEFAULT_OUT = Path("docs/lab")
