@@ -525,9 +525,15 @@ def gradcheck(
     loss = experiment.loss_name(resolved, data.task)
     model = experiment.build_model(resolved, data.train[0].shape[1], data.n_outputs, loss)
     X, y = data.train[0][:examples], data.train[1][:examples]
+    if resolved["model"].get("ensemble", 1) > 1:  # each member's loss, summed
+        from deepfit.nn.packed import PackedLoss
+
+        objective = PackedLoss(loss)
+    else:
+        objective = get_loss(loss)
     result = check(
         model,
-        get_loss(loss),
+        objective,
         X,
         y,
         l2=resolved["model"]["l2"],

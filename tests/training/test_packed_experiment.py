@@ -82,3 +82,16 @@ def test_ensemble_refuses_what_has_no_packed_version(tmp_path):
         _config(tmp_path, ensemble=2, ensemble_kind="snapshot")
     with pytest.raises(df.DeepfitError, match="does not support norm='layernorm'"):
         mlp(3, [4], 2, ensemble=2, norm="layernorm")
+
+
+@pytest.mark.parametrize("kind", ["deep", "batch"])
+def test_cli_gradcheck_checks_an_ensemble(kind, capsys):
+    from pathlib import Path
+
+    from deepfit import cli
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "breast_cancer.toml"
+    argv = ["gradcheck", str(example), "--max-per-tensor", "5", "--examples", "16"]
+    argv += ["--set", "model.ensemble=2", "--set", f"model.ensemble_kind={kind}"]
+    assert cli.main(argv) == 0
+    assert "fine" in capsys.readouterr().out
