@@ -66,3 +66,27 @@ def test_same_seed_same_mixture_and_bad_settings():
         Mixup(alpha=0)
     with pytest.raises(df.DeepfitError, match=r"prob must be in \[0, 1\]"):
         Mixup(prob=2)
+
+
+def test_mixup_never_blends_category_codes():
+    """Codes for an embedding layer stay whole numbers: a mixed row keeps the code of the row
+    with the larger share."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=64), rng.integers(1, 9, size=64)]).astype(np.float32)
+    y = rng.normal(size=64).astype(np.float32)
+    for seed in range(20):
+        mixed, _, _ = Mixup(alpha=1.0)(x, y, np.random.default_rng(seed), discrete=[1])
+        assert np.array_equal(mixed[:, 1], np.round(mixed[:, 1]))
+        assert set(mixed[:, 1]) <= set(x[:, 1])
+
+
+def test_trainer_mixup_with_an_embedding_first_layer():
+    rng = np.random.default_rng(1)
+    codes = rng.integers(1, 30, size=300)
+    x = np.column_stack([rng.normal(size=300), codes]).astype(np.float32)
+    y = (x[:, 0] + (codes % 3 == 0) > 0.5).astype(np.int64)
+    embed = {"columns": [1], "cardinalities": [31], "dims": [4]}
+    model = df.mlp(2, [16], 2, embed=embed, rng=0)
+    trainer = df.Trainer(model, optimizer=df.Adam(0.01), mixup=Mixup(alpha=0.4), seed=0)
+    history = trainer.fit(x, y, epochs=5)
+    assert np.isfinite(history.records[-1]["train_loss"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,13 @@ class Mixup:
         *,
         n_classes: int | None = None,
         weight: Any = None,
+        discrete: Sequence[int] = (),
     ) -> tuple[Any, Any, Any]:
         """Mix one batch: returns ``(x, targets, weight)`` (new arrays; the inputs are never
         modified). ``n_classes`` one-hot encodes integer class labels (softmax losses); leave
-        it ``None`` for sigmoid and regression targets."""
+        it ``None`` for sigmoid and regression targets. ``discrete`` columns hold category
+        codes (for an embedding layer), which cannot be blended: with mixup a mixed row keeps
+        the code of the row with the larger share (its own when ``lam >= 1/2``)."""
         m = x.shape[0]
         if self.prob < 1 and rng.random() >= self.prob:
             return x, y, weight
@@ -73,6 +77,9 @@ class Mixup:
         if self.kind == "mixup":
             mixed = lam * x + (1.0 - lam) * x[pi]
             mixed = mixed.astype(x.dtype, copy=False)
+            if len(discrete):
+                codes = list(discrete)
+                mixed[:, codes] = (x if lam >= 0.5 else x[pi])[:, codes]
         else:
             d = x.shape[1]
             c = round((1.0 - lam) * d)

@@ -338,6 +338,8 @@ class Trainer:
             last_good = self.model.state_dict()
         diverged = False
         mixup, n_classes = self.mixup, None
+        # columns of category codes (an EmbedColumns first layer) are not blended by mixup
+        codes = getattr(self.model.layers[0], "columns", ()) if self.model.layers else ()
         if mixup is not None and isinstance(self.loss, SoftmaxCrossEntropy) and y.ndim == 1:
             n_classes = self._n_classes()
         track_accuracy = self.task == "classification" and y.ndim == 1 and mixup is None
@@ -371,7 +373,9 @@ class Trainer:
                         xb = self.augment(xb, self.rng)
                     target = yb
                     if mixup is not None:
-                        xb, target, wb = mixup(xb, yb, self.rng, n_classes=n_classes, weight=wb)
+                        xb, target, wb = mixup(
+                            xb, yb, self.rng, n_classes=n_classes, weight=wb, discrete=codes
+                        )
                     with np.errstate(**self._errstate):
                         step = forward_backward(
                             self.model, self.loss, xb, target, self.penalties, wb
