@@ -642,6 +642,8 @@ def inspect(
     Xtr, ytr = data.train
     X, y = Xtr[:examples], ytr[:examples]
     model = experiment.build_model(resolved, Xtr.shape[1], data.n_outputs, loss_id)
+    if resolved["model"].get("ensemble", 1) > 1:  # the members share one architecture
+        model = model.member(0)
     payload: dict[str, Any] = {"at_init": layerstats.layer_statistics(model, loss, X, y)}
     if steps:
         optimizer = experiment.build_optimizer(resolved)

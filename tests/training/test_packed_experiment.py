@@ -95,3 +95,14 @@ def test_cli_gradcheck_checks_an_ensemble(kind, capsys):
     argv += ["--set", "model.ensemble=2", "--set", f"model.ensemble_kind={kind}"]
     assert cli.main(argv) == 0
     assert "fine" in capsys.readouterr().out
+
+
+def test_cli_inspect_looks_at_one_member_of_an_ensemble(capsys):
+    from pathlib import Path
+
+    from deepfit import cli
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "breast_cancer.toml"
+    argv = ["inspect", str(example), "--steps", "2", "--set", "model.ensemble=3"]
+    assert cli.main(argv) == 0
+    assert "after 2 training steps" in capsys.readouterr().out
