@@ -297,11 +297,18 @@ def test_a_write_that_fails_names_the_file(run, tmp_path):
 
 # -- items 21 and 22: messages of evaluate and predict -----------------------------------------
 def test_evaluate_names_the_single_class_of_a_file(run, tmp_path):
+    """Item 21: a one-class file is about class '1', not index '0'. It is now scored (as
+    scikit-learn scores single-class data); a label the model never saw is still named."""
     _, _, out = run
     path = tmp_path / "ones.npz"
     np.savez(path, X=np.zeros((5, 64)), y=np.ones(5, dtype=np.int64))
-    line = _one_error_line(deepfit("evaluate", out / "model.npz", path, check=False))
-    assert "single class ('1')" in line
+    done = deepfit("evaluate", out / "model.npz", path, "--json")
+    result = json.loads(done.stdout)[str(path)]
+    assert result["n"] == 5 and 0.0 <= result["accuracy"] <= 1.0
+    unknown = tmp_path / "sevens.npz"
+    np.savez(unknown, X=np.zeros((5, 64)), y=np.full(5, 77, dtype=np.int64))
+    line = _one_error_line(deepfit("evaluate", out / "model.npz", unknown, check=False))
+    assert "'77'" in line
 
 
 def test_predict_messages_name_the_real_culprit(run, tmp_path):
