@@ -226,6 +226,7 @@ def train_budgeted(
     :mod:`deepfit.tuning.table_search`): the search's rows as they end, then the winner's
     run summary."""
     from deepfit.tuning.budget import format_duration, parse_duration
+    from deepfit.tuning.study import format_point
     from deepfit.tuning.table_search import search_table
 
     parse_duration(budget)
@@ -247,12 +248,6 @@ def train_budgeted(
     from deepfit import cli
 
     best = summary["best"]
-    typer.echo(f"best: trial {best['number']}  " + _format_point(best["params"]))
+    typer.echo(f"best: trial {best['number']}  " + format_point(best["params"]))
     with open(Path(run["out"]) / "summary.json", encoding="utf-8") as f:
         cli._print_summary(json.load(f), Path(run["out"]))
-
-
-def _format_point(point: dict) -> str:
-    from deepfit.tuning.study import format_point
-
-    return format_point(point)
