@@ -107,3 +107,12 @@ def test_target_encoder_classes_and_values():
     np.testing.assert_allclose(reg.decode_values(np.array([[1.0]])), [[3000.0]])
     with pytest.raises(DataError, match="single class"):
         TargetEncoder("classification").fit(["a", "a"])
+
+
+def test_errors_on_a_split_name_the_rows_of_the_file():
+    """A missing cell found in the training split is named by its row in the file."""
+    t = from_arrays({"x": np.array([1.0, 2.0, 3.0, np.nan]), "y": np.arange(4)}, source="f.csv")
+    roles = infer_roles(t, "y")
+    train = t.take(np.array([0, 3]))
+    with pytest.raises(DataError, match=r"f\.csv: row 4, column 'x': missing cell"):
+        TablePreprocessor(roles, missing="error").fit(train)

@@ -156,3 +156,11 @@ def test_missing_file_and_directory(tmp_path):
 def test_sniffer_falls_back_to_comma():
     assert sniff_delimiter(b"just_one_column\n1\n2\n") == ","
     assert sniff_delimiter(b"a;b;c\n") == ";"
+
+
+def test_a_subset_names_the_source_rows(tmp_path):
+    t = read_table(write(tmp_path, "a,b\n1,x\n2,y\n3,z\n4,w\n"))
+    sub = t.take(np.array([3, 1]))
+    assert [sub.row(0), sub.row(1)] == [4, 2]
+    assert sub.take(np.array([1])).row(0) == 2
+    assert t.row(2) == 3

@@ -93,9 +93,9 @@ def sample_weights(
             raise DataError(f"{table.source}: weight column {weight!r} holds text")
         bad = ~np.isfinite(col) | (col < 0)
         if bad.any():
-            row = int(np.argmax(bad)) + 1
+            i = int(np.argmax(bad))
             raise DataError(
-                f"{table.source}: row {row}, column {weight!r}: weight {col[row - 1]} must be a "
+                f"{table.source}: row {table.row(i)}, column {weight!r}: weight {col[i]} must be a "
                 "finite number >= 0"
             )
         w = col.astype(np.float64)
@@ -275,12 +275,14 @@ def encode_target(table: Table, target_name: str, target: TargetEncoder) -> np.n
     if target.task == "classification":
         holes = _missing(values)
         if holes.any():
-            raise DataError(f"{where}: row {int(np.argmax(holes)) + 1}: missing class label")
-        return target.encode(_labels(values), where=where)
+            raise DataError(f"{where}: row {table.row(int(np.argmax(holes)))}: missing class label")
+        return target.encode(_labels(values), where=where, rows=table)
     if values.dtype.kind != "f":
         bad = next(v for v in values if v is not None)
         raise DataError(f"{where}: non-numeric value {bad!r} in a regression target")
     bad = ~np.isfinite(values)
     if bad.any():
-        raise DataError(f"{where}: row {int(np.argmax(bad)) + 1}: missing or non-finite target")
-    return target.encode(values, where=where)
+        raise DataError(
+            f"{where}: row {table.row(int(np.argmax(bad)))}: missing or non-finite target"
+        )
+    return target.encode(values, where=where, rows=table)

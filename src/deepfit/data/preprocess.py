@@ -175,7 +175,7 @@ class TablePreprocessor:
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise DataError(
-                f"{table.source}: row {r + 1}, column {self.numeric[c]!r}: infinite value "
+                f"{table.source}: row {table.row(r)}, column {self.numeric[c]!r}: infinite value "
                 f"{X[r, c]}; fix or remove it in the source data"
             )
         holes = np.isnan(X)
@@ -190,9 +190,10 @@ class TablePreprocessor:
             col = table[name]
             holes = np.isnan(col) if col.dtype.kind == "f" else np.array([v is None for v in col])
             if holes.any():
+                row = table.row(int(np.argmax(holes)))
                 raise DataError(
-                    f"{table.source}: row {int(np.argmax(holes)) + 1}, column {name!r}: missing "
-                    "cell (data.missing = 'error'; set it to 'impute' to fill missing cells)"
+                    f"{table.source}: row {row}, column {name!r}: missing cell "
+                    "(data.missing = 'error'; set it to 'impute' to fill missing cells)"
                 )
 
     # -- the layout ----------------------------------------------------------------------------
@@ -270,11 +271,10 @@ class TablePreprocessor:
         for name in self.numeric:
             col = table[name]
             if col.dtype.kind != "f":
-                bad = next((v for v in col if v is not None), None)
-                row = next(i for i, v in enumerate(col) if v == bad) + 1
+                i = next(i for i, v in enumerate(col) if v is not None and not _is_float(v))
                 raise DataError(
-                    f"{table.source}: row {row}, column {name!r}: non-numeric value {bad!r} in "
-                    "a numeric column"
+                    f"{table.source}: row {table.row(i)}, column {name!r}: non-numeric value "
+                    f"{col[i]!r} in a numeric column"
                 )
             holes = int(np.isnan(col).sum())
             if holes:
@@ -396,23 +396,25 @@ class TargetEncoder:
             self.std = np.where(std > 0, std, 1.0)
         return self
 
-    def encode(self, y: Any, where: str = "target") -> np.ndarray:
-        """Class indices (int64), or standardized values (float32, the shape of ``y``)."""
+    def encode(self, y: Any, where: str = "target", rows: Table | None = None) -> np.ndarray:
+        """Class indices (int64), or standardized values (float32, the shape of ``y``).
+        ``rows``: the table ``y`` came from, whose row numbers the messages name."""
+        row_of = rows.row if rows is not None else (lambda i: i + 1)
         if self.task == "classification":
             index = {k: i for i, k in enumerate(self.class_names)}
-            labels = _labels(y, where)
+            labels = _labels(y, where, row_of)
             out = np.empty(len(labels), dtype=np.int64)
             for row, label in enumerate(labels):
                 k = index.get(label_key(label))
                 if k is None:
                     known = ", ".join(repr(n) for n in self.class_names[:10])
                     raise DataError(
-                        f"{where}: row {row + 1}: label {label_key(label)!r} was not seen in "
+                        f"{where}: row {row_of(row)}: label {label_key(label)!r} was not seen in "
                         f"training; known classes: {known}"
                     )
                 out[row] = k
             return out
-        Y = _values(y, where)
+        Y = _values(y, where, row_of)
         return ((Y - self.mean) / self.std).astype(np.float32)
 
     def decode_values(self, z: np.ndarray) -> np.ndarray:
@@ -448,17 +450,17 @@ class TargetEncoder:
         return enc
 
 
-def _labels(y: Any, where: str) -> list[Any]:
+def _labels(y: Any, where: str, row_of: Any = lambda i: i + 1) -> list[Any]:
     arr = np.asarray(y, dtype=object)
     if arr.ndim != 1:
         raise DataError(f"{where}: class labels must be 1-D, got shape {arr.shape}")
     for row, v in enumerate(arr.tolist()):
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            raise DataError(f"{where}: row {row + 1}: missing or non-finite class label")
+            raise DataError(f"{where}: row {row_of(row)}: missing or non-finite class label")
     return arr.tolist()
 
 
-def _values(y: Any, where: str) -> np.ndarray:
+def _values(y: Any, where: str, row_of: Any = lambda i: i + 1) -> np.ndarray:
     arr = np.asarray(y)
     if arr.dtype.kind not in "iufb":
         try:
@@ -474,7 +476,7 @@ def _values(y: Any, where: str) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
-        raise DataError(f"{where}: row {row + 1}: missing, NaN or infinite regression target")
+        raise DataError(f"{where}: row {row_of(row)}: missing, NaN or infinite regression target")
     return arr
 
 

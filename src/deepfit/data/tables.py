@@ -50,6 +50,7 @@ class Table:
 
     columns: dict[str, np.ndarray]
     source: str = "table"
+    row_ids: np.ndarray | None = None  # 0-based rows of the source a subset keeps
 
     def __post_init__(self) -> None:
         lengths = {name: len(col) for name, col in self.columns.items()}
@@ -71,8 +72,15 @@ class Table:
         return name in self.columns
 
     def take(self, rows: np.ndarray) -> Table:
-        """The rows at ``rows`` (indices or a boolean mask), as a new table."""
-        return Table({k: v[rows] for k, v in self.columns.items()}, self.source)
+        """The rows at ``rows`` (indices or a boolean mask), as a new table that still knows
+        each row's number in the source (for error messages)."""
+        ids = self.row_ids if self.row_ids is not None else np.arange(self.n_rows)
+        return Table({k: v[rows] for k, v in self.columns.items()}, self.source, ids[rows])
+
+    def row(self, i: int) -> int:
+        """The 1-based data row of the source (the header not counted) of this table's row
+        ``i``: what an error message names."""
+        return int(self.row_ids[i]) + 1 if self.row_ids is not None else int(i) + 1
 
     def is_numeric(self, name: str) -> bool:
         return self.columns[name].dtype.kind == "f"
