@@ -159,3 +159,53 @@ def test_regression_npz_in_the_thousands_with_whole_number_targets(tmp_path):
     inputs.write_text("x0,x1,x2\n1,0,0\n")
     value = float(deepfit("predict", out / "model.npz", inputs).stdout.splitlines()[1])
     assert abs(value - 52_000) < 800  # in the target's units
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_test_path_columns_are_matched_by_name_and_float_labels_named(tmp_path):
+    """Issue 14 items 2 and 10: a test file with its columns in another order scores the
+    same; float labels for a classifier are one line naming the label, not an IndexError."""
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(3, 300))
+    label = np.where(a + 2 * b - c > 0, "yes", "no")
+    rows = [[x, y, z, lab] for x, y, z, lab in zip(a, b, c, label, strict=True)]
+    train = _write_rows(tmp_path / "train.csv", ["a", "b", "c", "y"], rows[:200])
+    test = _write_rows(tmp_path / "test.csv", ["a", "b", "c", "y"], rows[200:])
+    swapped = _write_rows(
+        tmp_path / "swapped.csv",
+        ["c", "y", "b", "a"],
+        [[r[2], r[3], r[1], r[0]] for r in rows[200:]],
+    )
+    scores = []
+    for name, path in (("plain", test), ("swapped", swapped)):
+        out = tmp_path / name
+        deepfit(
+            "train", "--data", train, "--target", "y", "--out", out, "-q",
+            "--set", f"data.test_path='{path}'", "--set", "train.epochs=30",
+        )  # fmt: skip
+        scores.append(json.loads((out / "summary.json").read_text())["test"]["accuracy"])
+    assert scores[0] == scores[1] > 0.8
+    floats = _write_rows(tmp_path / "floats.csv", ["a", "b", "c", "y"], [[0, 0, 0, 0.5]])
+    done = deepfit("evaluate", tmp_path / "plain" / "model.npz", floats, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "label '0.5' was not seen in training" in done.stderr
+
+
+def test_a_semicolon_table_is_sniffed(tmp_path):
+    """Issue 14 item 18: a semicolon CSV is read as such (no "did you mean 'a;b;c'")."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 2))
+    rows = [[f"{p:.4f}", f"{q:.4f}", int(p + q > 0)] for p, q in x]
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;target\n" + "\n".join(";".join(map(str, r)) for r in rows) + "\n")
+    out = tmp_path / "run"
+    deepfit("train", "--data", path, "--target", "target", "--out", out, "-q", *QUICK[:2])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["columns"]["numeric"] == ["a", "b"]
