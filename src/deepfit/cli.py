@@ -159,7 +159,8 @@ def train(
         typer.Option(
             "--budget",
             help="With --data: search the table recipe's regularization cocktail for this long "
-            "(90s, 5m, 1h; rerun to resume), then train the winner into OUT/best.",
+            "(90s, 5m, 1h; rerun to resume, --overwrite to start again), then train the winner "
+            "into OUT/best.",
         ),
     ] = None,
 ) -> None:
@@ -206,7 +207,9 @@ def train(
 
         out = out if out is not None else Path("runs") / f"{stem}-search"
         fixed = [configuration.parse_override(s)[0] for s in set_ or []]
-        train_budgeted(resolved, out, budget, fixed=fixed, quiet=quiet, json_=json_)
+        train_budgeted(
+            resolved, out, budget, fixed=fixed, quiet=quiet, json_=json_, new_search=overwrite
+        )
         return
     out = out if out is not None else Path("runs") / stem
     try:

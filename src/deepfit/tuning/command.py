@@ -221,17 +221,21 @@ def train_budgeted(
     fixed: list[str],
     quiet: bool = False,
     json_: bool = False,
+    new_search: bool = False,
 ) -> None:
     """``deepfit train --data FILE --target COL --budget 5m`` (see
     :mod:`deepfit.tuning.table_search`): the search's rows as they end, then the winner's
-    run summary."""
+    run summary. ``new_search`` (``--overwrite``) discards an earlier search in ``out``."""
     from deepfit.tuning.budget import format_duration, parse_duration
     from deepfit.tuning.study import format_point
     from deepfit.tuning.table_search import search_table
 
     parse_duration(budget)
     echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line))
-    summary = search_table(resolved, out, budget, fixed=fixed, echo=echo)
+    try:
+        summary = search_table(resolved, out, budget, fixed=fixed, echo=echo, new_study=new_search)
+    except DeepfitError as exc:  # deepfit train's word for tune's --new-study is --overwrite
+        raise DeepfitError(str(exc).replace("--new-study", "--overwrite")) from None
     if json_:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
