@@ -295,6 +295,14 @@ def test_train_data_budget_searches_the_table_space_and_trains_the_winner(tmp_pa
     code = main(["evaluate", str(out / "best" / "model.npz"), str(data), "--json"])
     assert code == 0
     assert "r2" in json.loads(capsys.readouterr().out)[str(data)]
+    # another config in the same directory is refused, pointing at --overwrite
+    code = main(
+        ["train", "--data", str(data), "--target", "y", "--budget", "3s", "--out", str(out),
+         "--set", "train.epochs=5"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train.epochs (4 -> 5)" in err and "--overwrite" in err
 
 
 def load_table(out: Path):
