@@ -90,11 +90,27 @@ def leaf(stack: str) -> str:
     return frames[-1].split(" (")[0]
 
 
+def callers(stack: str) -> set[str]:
+    """Every deepfit function on the stack (``--inclusive``: the time spent inside each,
+    callees included), BLAS counted as its own entry."""
+    names = set()
+    for frame in stack.split(";"):
+        if "openblas" in frame.lower() or "gemm" in frame.lower():
+            names.add("BLAS (matrix products)")
+        elif "deepfit" in frame and "site-packages" not in frame:
+            where = frame.split(" (")[-1].rstrip(")")
+            names.add(f"{where.split('/')[-1].split(':')[0]}:{frame.split(' (')[0]}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--bn", action="store_true")
     parser.add_argument("--small", action="store_true", help="workload 1: 30-64-64-2, b32")
+    parser.add_argument(
+        "--inclusive", action="store_true", help="share of samples inside each deepfit function"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
@@ -103,11 +119,16 @@ def main() -> None:
         for line in raw.read_text().splitlines():
             stack, _, n = line.rpartition(" ")
             if "fit (deepfit" in stack:
-                counts[leaf(stack)] += int(n)
-    total = sum(counts.values())
+                if args.inclusive:
+                    counts["(all of fit)"] += int(n)
+                    for caller in callers(stack):
+                        counts[caller] += int(n)
+                else:
+                    counts[leaf(stack)] += int(n)
+    total = counts["(all of fit)"] if args.inclusive else sum(counts.values())
     name = "workload 1 (small)" if args.small else "workload 2"
     print(f"{name}{' + batch norm + dropout' if args.bn else ''}: {total} samples in fit")
-    for name, n in counts.most_common(18):
+    for name, n in counts.most_common(30 if args.inclusive else 18):
         print(f"{100 * n / total:6.1f}%  {name}")
 
 
