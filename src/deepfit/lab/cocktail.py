@@ -383,14 +383,27 @@ def table(measured: Mapping[str, Any], summary: Mapping[str, Any], budget: float
     wins_hgb = sum(bool(mean[t][COCKTAIL] >= mean[t][HGB]) for t in names)
     rows.append(
         row(
-            "cocktail ahead of HGB on average rank (the paper's headline)",
-            f"{avg[COCKTAIL] < avg[HGB]} ({avg[COCKTAIL]:.2f} vs {avg[HGB]:.2f}); "
-            f"cocktail >= HGB on {wins_hgb} of {len(names)} tables",
-            "yes (2.46 vs XGBoost 3.93, 40 datasets)",
-            "not a claim check: our search budget is seconds per table, the paper's hours",
+            "cocktail ahead of the plain MLP on average rank",
+            f"{cocktail_vs_plain} ({avg[COCKTAIL]:.2f} vs {avg[PLAIN]:.2f})",
+            "yes (Kadra et al., table 2)",
+            "reported, not checked: the search here has seconds per table (the paper's: hours), "
+            "and a dev split of 48 to 240 rows picks its winner",
         )
     )
-    checks = {"the searched cocktail ranks ahead of the plain MLP on average": cocktail_vs_plain}
+    # the paper's headline: a well-regularized MLP ranks ahead of gradient-boosted trees
+    checks = {
+        "the searched cocktail ranks ahead of gradient-boosted trees (HGB) on average": bool(
+            avg[COCKTAIL] < avg[HGB]
+        ),
+    }
+    rows.append(
+        row(
+            "cocktail >= HGB, table by table",
+            f"{wins_hgb} of {len(names)} tables",
+            "yes on most of 40 datasets",
+            "",
+        )
+    )
     return rows, checks
 
 
@@ -465,8 +478,9 @@ def run(out: Path, quick: bool = False) -> LabResult:
         title=TITLE,
         claim=(
             "A plain MLP whose regularization cocktail is searched per table ranks ahead of "
-            "the plain MLP and of each technique alone; Kadra et al. also rank it ahead of "
-            "gradient-boosted trees (average rank 2.46 against XGBoost's 3.93)."
+            "gradient-boosted trees (Kadra et al.: average rank 2.46 against XGBoost's 3.93), "
+            "and of the plain MLP and each technique alone (reported; with a search of "
+            "seconds rather than hours it is not checked)."
         ),
         source=(
             "Kadra, Lindauer, Hutter and Grabocka, 'Well-tuned simple nets excel on tabular "
