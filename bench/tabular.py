@@ -21,7 +21,10 @@ default), and seconds to fit. Columns no model should see are dropped for every 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/tabular.py
 
 Options: ``--seeds N``, ``--tables a,b``, ``--set key=value`` (repeatable, a deepfit config
-override, to compare recipes), ``--out PATH`` (default ``bench/tabular.md``; ``-``: none).
+override, to compare recipes), ``--budget 5m`` (deepfit searches its table space for that long
+per table and seed, as ``deepfit train --data FILE --target COL --budget 5m`` does, on the same
+80% and with the same dev split, then predicts with the winner), ``--out PATH`` (default
+``bench/tabular.md``, or ``bench/tabular_budget.md`` with ``--budget``; ``-``: none).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -98,6 +102,23 @@ def fit_deepfit(Xtr, ytr, Xte, task, seed, overrides):
     return bundle.predict(from_arrays(Xte)), summary
 
 
+def fit_deepfit_budget(Xtr, ytr, Xte, task, seed, overrides, budget):
+    from deepfit import io
+    from deepfit.tuning import search_table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.csv"
+        Xtr.assign(__target__=ytr.to_numpy()).to_csv(path, index=False)
+        fixed = ["data.split=[0.85, 0.15, 0.0]", f"data.task='{task}'"]
+        config = table_config(path, "__target__", seed=seed, overrides=[*fixed, *overrides])
+        keys = ["data.split", "data.task", *(o.split("=", 1)[0] for o in overrides)]
+        summary = search_table(
+            config, Path(tmp) / "search", budget, fixed=keys, plots=False, echo=lambda _: None
+        )
+        bundle = io.load(Path(tmp) / "search" / "best" / "model.npz")
+        return bundle.predict(from_arrays(Xte)), {"epochs_run": summary["counted"]}
+
+
 def sklearn_pipeline(X: pd.DataFrame, model):
     text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     numbers = [c for c in X.columns if c not in text]
@@ -150,8 +171,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--out", default=str(HERE / "tabular.md"))
+    parser.add_argument("--budget", default="")
+    parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
+    args.out = args.out or str(HERE / ("tabular_budget.md" if args.budget else "tabular.md"))
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
     rows = []
     for name in names:
@@ -162,7 +185,12 @@ def main(argv=None) -> int:
             Xtr, Xte, ytr, yte = split(X, y, task, seed)
             for key, fit in (("deepfit", None), ("mlp", fit_mlp), ("hgb", fit_hgb)):
                 start = time.perf_counter()
-                if fit is None:
+                if fit is None and args.budget:
+                    pred, summary = fit_deepfit_budget(
+                        Xtr, ytr, Xte, task, seed, args.overrides, args.budget
+                    )
+                    epochs.append(summary["epochs_run"])
+                elif fit is None:
                     pred, summary = fit_deepfit(Xtr, ytr, Xte, task, seed, args.overrides)
                     epochs.append(summary["epochs_run"])
                 else:
@@ -187,7 +215,13 @@ def main(argv=None) -> int:
     header = [
         f"deepfit defaults vs scikit-learn's MLP and HistGradientBoosting: {args.seeds} seeds, "
         "80/20 splits, test metric (mean), seconds to fit (mean).",
-        f"Overrides: {' '.join(args.overrides) or 'none'}. Python {platform.python_version()}, "
+        f"Overrides: {' '.join(args.overrides) or 'none'}. "
+        + (
+            f"deepfit: a {args.budget} search per table and seed (last column: trials). "
+            if args.budget
+            else ""
+        )
+        + f"Python {platform.python_version()}, "
         f"{platform.processor() or platform.machine()}; BLAS: {blas}.",
         "",
         "| table | metric | deepfit | sklearn MLP | HGB | deepfit - MLP | s deepfit | s MLP "
