@@ -160,8 +160,10 @@ def class_weights() -> tuple[Check, str]:
     def check(value: Any) -> Any:
         if value in ("none", "balanced"):
             return value
-        if isinstance(value, dict) and value and all(
-            _is_number(v) and v > 0 and math.isfinite(v) for v in value.values()
+        if (
+            isinstance(value, dict)
+            and value
+            and all(_is_number(v) and v > 0 and math.isfinite(v) for v in value.values())
         ):
             return {str(k): float(v) for k, v in value.items()}
         raise ValueError(rule)
