@@ -213,7 +213,8 @@ def main(argv=None) -> int:
         for i in threadpool_info()
     )
     header = [
-        f"deepfit defaults vs scikit-learn's MLP and HistGradientBoosting: {args.seeds} seeds, "
+        f"deepfit {'budgeted search' if args.budget else 'defaults'} vs scikit-learn's MLP and "
+        f"HistGradientBoosting: {args.seeds} seeds, "
         "80/20 splits, test metric (mean), seconds to fit (mean).",
         f"Overrides: {' '.join(args.overrides) or 'none'}. "
         + (
