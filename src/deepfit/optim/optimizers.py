@@ -31,6 +31,29 @@ def decays_weight_matrices(name: str) -> bool:
     return name.rsplit(".", 1)[-1] == "W"
 
 
+def restore_transform_states(optimizer: Any, state: dict[str, Any], skip: tuple[str, ...]) -> None:
+    """Put the ``"<transform index>.<slot>/<parameter name>"`` entries of ``state`` back into
+    ``optimizer.transforms`` (keys in ``skip`` are the optimizer's own scalars), refusing an
+    entry that fits no transform's slot, naming it."""
+    restored: list[dict[str, dict[str, Any]]] = [
+        {slot: {} for slot in tr.slots} for tr in optimizer.transforms
+    ]
+    for key, value in state.items():
+        if key in skip:
+            continue
+        head, _, name = key.partition("/")
+        index, _, slot = head.partition(".")
+        if (
+            not index.isdigit()
+            or int(index) >= len(optimizer.transforms)
+            or slot not in restored[int(index)]
+        ):
+            raise DeepfitError(f"optimizer state entry {key!r} does not fit {optimizer!r}")
+        restored[int(index)][slot][name] = np.array(value)
+    for transform, slots in zip(optimizer.transforms, restored, strict=True):
+        transform.state = slots
+
+
 class Optimizer:
     """Chain of transforms, then a step of size ``lr``.
 
@@ -171,23 +194,7 @@ class Optimizer:
         the parameters' device at the next step)."""
         if "t" not in state or "lr" not in state:
             raise DeepfitError("optimizer state dict lacks 't' or 'lr'")
-        restored: list[dict[str, dict[str, Any]]] = [
-            {slot: {} for slot in tr.slots} for tr in self.transforms
-        ]
-        for key, value in state.items():
-            if key in ("t", "lr"):
-                continue
-            head, _, name = key.partition("/")
-            index, _, slot = head.partition(".")
-            if (
-                not index.isdigit()
-                or int(index) >= len(self.transforms)
-                or slot not in restored[int(index)]
-            ):
-                raise DeepfitError(f"optimizer state entry {key!r} does not fit {self!r}")
-            restored[int(index)][slot][name] = np.array(value)
-        for transform, slots in zip(self.transforms, restored, strict=True):
-            transform.state = slots
+        restore_transform_states(self, state, skip=("t", "lr"))
         self.t = int(state["t"])
         self.lr = float(state["lr"])
 

@@ -27,7 +27,7 @@ import numpy as np
 from deepfit.backend import array_module, to_numpy
 from deepfit.errors import DeepfitError
 from deepfit.optim.ewa import bias_correction
-from deepfit.optim.optimizers import decays_weight_matrices
+from deepfit.optim.optimizers import decays_weight_matrices, restore_transform_states
 from deepfit.optim.transforms import Transform
 
 
@@ -321,23 +321,7 @@ class PackedOptimizer:
         for key in ("t", "lr", "active"):
             if key not in state:
                 raise DeepfitError(f"packed optimizer state dict lacks {key!r}")
-        restored: list[dict[str, dict[str, Any]]] = [
-            {slot: {} for slot in tr.slots} for tr in self.transforms
-        ]
-        for key, value in state.items():
-            if key in ("t", "lr", "weight_decay", "active"):
-                continue
-            head, _, name = key.partition("/")
-            index, _, slot = head.partition(".")
-            if (
-                not index.isdigit()
-                or int(index) >= len(self.transforms)
-                or slot not in restored[int(index)]
-            ):
-                raise DeepfitError(f"optimizer state entry {key!r} does not fit {self!r}")
-            restored[int(index)][slot][name] = np.array(value)
-        for transform, slots in zip(self.transforms, restored, strict=True):
-            transform.state = slots
+        restore_transform_states(self, state, skip=("t", "lr", "weight_decay", "active"))
         self.t = int(state["t"])
         self.lr = state["lr"]
         if "weight_decay" in state:
