@@ -157,6 +157,8 @@ def prepare_table(
             f"{main.source}: column {target_name!r}: non-numeric value {bad!r} in a regression "
             "target (set data.task = 'classification'?)"
         )
+    if cfg["class_weight"] not in ("none", None) and task == "regression":
+        raise DataError("config key 'data.class_weight' applies to classification only")
     roles = infer_roles(
         main,
         target_name,
@@ -242,8 +244,6 @@ def prepare_table(
                 cfg["class_weight"] if task == "classification" else "none",
                 target,
             )
-    if cfg["class_weight"] not in ("none", None) and task == "regression":
-        raise DataError("config key 'data.class_weight' applies to classification only")
     return TableSplits(
         train=arrays["train"],
         dev=arrays["dev"],
