@@ -529,6 +529,11 @@ register_section(
             "keep": key(
                 0.25, number(0, 1, lo_open=True), "coarse-to-fine: best fraction kept per round"
             ),
+            "pack": key(
+                1,
+                number(1, integer=True),
+                "trials trained at once as one packed network (same architecture and batch)",
+            ),
             "space": SpaceTable(SCHEMA, switches=True),
         }
     ),

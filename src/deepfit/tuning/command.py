@@ -26,6 +26,16 @@ def tune(
         int | None,
         typer.Option(help="Trials at once (local: processes; ray: default all CPUs).", min=1),
     ] = None,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            min=1,
+            help="Train up to K trials that share the architecture and batch size as one "
+            "packed network, one task per group (default: tune.pack, 1: each trial alone); "
+            "each is still an Optuna trial of its own (reported, pruned and told alone).",
+        ),
+    ] = None,
     executor: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
     address: Annotated[
         str | None,
@@ -115,6 +125,9 @@ def tune(
     Each trial is one training run (early stopping as configured) scored on the dev set;
     the output directory holds study.db, trials.csv, best.toml and plots. Run the same command
     again to resume after a crash; a changed config is refused unless --new-study is given.
+    With --pack K, up to K trials that differ only in per-member settings (learning rate and
+    schedule, L2/L1, weight decay, dropout, the optimizer's betas and eps) train together as
+    one packed network; a trial that cannot be packed runs alone.
     """
     from deepfit import config as configuration
     from deepfit.tuning import study as _study
@@ -155,6 +168,7 @@ def tune(
         pruning=prune,
         pruner=pruner,
         budget=budget,
+        pack=pack,
         train_best=train_best,
         workers=workers,
         executor=executor,

@@ -2,21 +2,23 @@
 
 Every executor has the same small interface, used only by the driver:
 
-- ``capacity``: how many trials may run at once;
+- ``capacity``: how many tasks may run at once;
 - ``submit(number, payload)``: start a trial (``payload`` is a plain dict, see
   :mod:`deepfit.tuning.worker`);
-- ``poll(timeout)``: the ``(number, result)`` pairs of the trials that ended (plain dicts);
-  meanwhile it answers the trials' per-epoch reports by calling the driver's
-  ``decide(number, epoch, value) -> prune?``;
+- ``submit_group(numbers, payload)``: start a packed group of trials as one task, in one slot
+  (``payload`` as :func:`deepfit.tuning.worker.run_group` takes it);
+- ``poll(timeout)``: the ``(number, result)`` pairs of the trials that ended (plain dicts), a
+  group's members together; meanwhile it answers the trials' per-epoch reports by calling the
+  driver's ``decide(number, epoch, value) -> prune?`` (a group's members by their own numbers);
 - ``close()``.
 
 Pruning is synchronous: after each epoch a trial sends its dev metric and waits for the
 driver's answer (a few milliseconds), so the decisions, taken in the driver with Optuna's
 pruner, are the same whatever runs the trial. Workers never open the study's storage.
 
-A worker process that dies (killed, out of memory) ends its trial with ``state =
-"interrupted"``; the driver retries such trials. Worker processes die with the driver (Linux
-``PR_SET_PDEATHSIG``, and a parent check elsewhere).
+A worker process that dies (killed, out of memory) ends its trial, or every trial of its
+group, with ``state = "interrupted"``; the driver retries such trials. Worker processes die
+with the driver (Linux ``PR_SET_PDEATHSIG``, and a parent check elsewhere).
 """
 
 from __future__ import annotations
@@ -31,28 +33,46 @@ from collections.abc import Callable
 from typing import Any
 
 from deepfit.errors import DeepfitError
-from deepfit.tuning.worker import run_trial
+from deepfit.tuning.worker import run_group, run_trial
 
 Decide = Callable[[int, int, float], bool]
 
 
+def run_task(
+    numbers: list[int], payload: dict[str, Any], group: bool, decide: Decide
+) -> list[dict[str, Any]]:
+    """One task, wherever it runs: a trial (one result) or a packed group (one per member)."""
+    if group:
+        return run_group(payload, decide)
+    number = numbers[0]
+    return [run_trial(payload, lambda e, v: decide(number, e, v))]
+
+
+def _interrupted(numbers: list[int], error: str) -> list[tuple[int, dict[str, Any]]]:
+    result = {"state": "interrupted", "value": None, "epochs": 0, "seconds": 0.0, "error": error}
+    return [(number, dict(result)) for number in numbers]
+
+
 class InlineExecutor:
-    """One trial at a time, in the driver's own process (``--workers 1``)."""
+    """One task at a time, in the driver's own process (``--workers 1``)."""
 
     def __init__(self, decide: Decide) -> None:
         self.decide = decide
         self.capacity = 1
-        self._pending: list[tuple[int, dict[str, Any]]] = []
+        self._pending: list[tuple[list[int], dict[str, Any], bool]] = []
 
     def submit(self, number: int, payload: dict[str, Any]) -> None:
-        self._pending.append((number, payload))
+        self._pending.append(([number], payload, False))
+
+    def submit_group(self, numbers: list[int], payload: dict[str, Any]) -> None:
+        self._pending.append((list(numbers), payload, True))
 
     def poll(self, timeout: float) -> list[tuple[int, dict[str, Any]]]:
         if not self._pending:
             time.sleep(min(timeout, 0.05))
             return []
-        number, payload = self._pending.pop(0)
-        return [(number, run_trial(payload, lambda e, v: self.decide(number, e, v)))]
+        numbers, payload, group = self._pending.pop(0)
+        return list(zip(numbers, run_task(numbers, payload, group, self.decide), strict=True))
 
     def close(self) -> None:
         self._pending.clear()
@@ -87,9 +107,9 @@ def _worker_main(index: int, inbox, outbox, parent: int) -> None:
         message = _get(inbox, parent)
         if message is None or message[0] == "stop":
             return
-        _, number, payload = message
+        _, numbers, payload, group = message
 
-        def report(epoch: int, value: float, number: int = number) -> bool:
+        def report(number: int, epoch: int, value: float) -> bool:
             outbox.put(("epoch", index, number, epoch, value))
             while True:
                 reply = _get(inbox, parent)
@@ -98,11 +118,12 @@ def _worker_main(index: int, inbox, outbox, parent: int) -> None:
                 if reply[0] == "verdict" and reply[1] == number:
                     return bool(reply[2])
 
-        outbox.put(("done", index, number, run_trial(payload, report)))
+        outbox.put(("done", index, numbers, run_task(numbers, payload, group, report)))
 
 
 class ProcessExecutor:
-    """``workers`` spawned processes on this machine, each running one trial at a time.
+    """``workers`` spawned processes on this machine, each running one task (a trial or a
+    packed group) at a time.
 
     The processes start once and keep the prepared data between trials; BLAS runs one thread
     per process so ``workers`` processes use ``workers`` cores.
@@ -119,7 +140,7 @@ class ProcessExecutor:
         self._outbox = self._ctx.Queue()
         self._inboxes: list[Any] = [None] * workers
         self._procs: list[Any] = [None] * workers
-        self._busy: dict[int, int] = {}  # worker index -> trial number
+        self._busy: dict[int, list[int]] = {}  # worker index -> its task's trial numbers
         for i in range(workers):
             self._start(i)
 
@@ -143,12 +164,18 @@ class ProcessExecutor:
                     os.environ[k] = v
 
     def submit(self, number: int, payload: dict[str, Any]) -> None:
+        self._send([number], payload, False)
+
+    def submit_group(self, numbers: list[int], payload: dict[str, Any]) -> None:
+        self._send(list(numbers), payload, True)
+
+    def _send(self, numbers: list[int], payload: dict[str, Any], group: bool) -> None:
         free = [i for i in range(self.capacity) if i not in self._busy]
         if not free:
             raise DeepfitError("internal: no free worker process")
         i = free[0]
-        self._busy[i] = number
-        self._inboxes[i].put(("run", number, payload))
+        self._busy[i] = numbers
+        self._inboxes[i].put(("run", numbers, payload, group))
 
     def poll(self, timeout: float) -> list[tuple[int, dict[str, Any]]]:
         done: list[tuple[int, dict[str, Any]]] = []
@@ -166,28 +193,20 @@ class ProcessExecutor:
                 _, i, number, epoch, value = message
                 self._inboxes[i].put(("verdict", number, self.decide(number, epoch, value)))
             elif message[0] == "done":
-                _, i, number, result = message
-                if self._busy.get(i) == number:
+                _, i, numbers, results = message
+                if self._busy.get(i) == numbers:
                     del self._busy[i]
-                    done.append((number, result))
+                    done.extend(zip(numbers, results, strict=True))
 
     def _reap(self, done: list[tuple[int, dict[str, Any]]]) -> None:
-        """Trials whose worker process died end as interrupted; the worker is replaced."""
+        """Trials whose worker process died (a group's members all) end as interrupted; the
+        worker is replaced."""
         for i, proc in enumerate(self._procs):
             if proc is not None and not proc.is_alive():
-                number = self._busy.pop(i, None)
-                if number is not None:
-                    done.append(
-                        (
-                            number,
-                            {
-                                "state": "interrupted",
-                                "value": None,
-                                "epochs": 0,
-                                "seconds": 0.0,
-                                "error": f"worker process died (exit code {proc.exitcode})",
-                            },
-                        )
+                numbers = self._busy.pop(i, None)
+                if numbers is not None:
+                    done.extend(
+                        _interrupted(numbers, f"worker process died (exit code {proc.exitcode})")
                     )
                 self._start(i)
 
@@ -239,8 +258,10 @@ def _ray_parts():
             return self.verdicts.pop((number, epoch), None)
 
     @ray.remote(num_cpus=1, max_retries=0)
-    def trial_task(number: int, payload: dict[str, Any], board) -> dict[str, Any]:
-        def report(epoch: int, value: float) -> bool:
+    def trial_task(
+        numbers: list[int], payload: dict[str, Any], group: bool, board
+    ) -> list[dict[str, Any]]:
+        def report(number: int, epoch: int, value: float) -> bool:
             ray.get(board.report.remote(number, epoch, value))
             while True:
                 verdict = ray.get(board.verdict.remote(number, epoch))
@@ -248,17 +269,17 @@ def _ray_parts():
                     return verdict
                 time.sleep(0.01)
 
-        return run_trial(payload, report)
+        return run_task(numbers, payload, group, report)
 
     _RAY_PARTS.update(task=trial_task, board=Board)
     return trial_task, Board
 
 
 class RayExecutor:
-    """Trials as Ray tasks (one CPU each) on an existing cluster (``address``: ``"auto"`` on a
-    cluster node, or ``"ray://head:10001"``) or, without one, on a local Ray started here with
-    ``workers`` CPUs. Every node needs deepfit installed, and the data files (if any) at the
-    same paths."""
+    """Trials, and packed groups, as Ray tasks (one CPU each) on an existing cluster
+    (``address``: ``"auto"`` on a cluster node, or ``"ray://head:10001"``) or, without one, on
+    a local Ray started here with ``workers`` CPUs. Every node needs deepfit installed, and the
+    data files (if any) at the same paths."""
 
     def __init__(self, workers: int | None, decide: Decide, address: str | None = None) -> None:
         try:
@@ -288,10 +309,14 @@ class RayExecutor:
         task, board = _ray_parts()
         self._task = task
         self._board = board.remote()
-        self._refs: dict[Any, int] = {}
+        self._refs: dict[Any, list[int]] = {}
 
     def submit(self, number: int, payload: dict[str, Any]) -> None:
-        self._refs[self._task.remote(number, payload, self._board)] = number
+        self._refs[self._task.remote([number], payload, False, self._board)] = [number]
+
+    def submit_group(self, numbers: list[int], payload: dict[str, Any]) -> None:
+        numbers = list(numbers)
+        self._refs[self._task.remote(numbers, payload, True, self._board)] = numbers
 
     def _answer_reports(self) -> None:
         for number, epoch, value in self.ray.get(self._board.drain.remote()):
@@ -310,19 +335,12 @@ class RayExecutor:
             if ready:
                 done = []
                 for ref in ready:
-                    number = self._refs.pop(ref)
+                    numbers = self._refs.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        done.extend(zip(numbers, ray.get(ref), strict=True))
                     except Exception as exc:  # the task's worker or node died
                         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                        result = {
-                            "state": "interrupted",
-                            "value": None,
-                            "epochs": 0,
-                            "seconds": 0.0,
-                            "error": f"Ray task lost: {message}",
-                        }
-                    done.append((number, result))
+                        done.extend(_interrupted(numbers, f"Ray task lost: {message}"))
                 return done
             if time.monotonic() >= deadline:
                 return []

@@ -15,7 +15,9 @@ float64, to rounding in float32).
 Not packable (:func:`packable` says why): residual blocks, layer norm, ensembles, category
 embeddings, image augmentation, and the training techniques that act on the whole network
 (gradient clipping, mixup, weight averaging, Lookahead, plateau schedules, snapshots, refit),
-and early stopping other than ``patience`` on ``dev_loss``.
+and early stopping other than ``patience`` on ``dev_loss``. Category embeddings depend on the
+data, not the config: :func:`train_group` raises :class:`NotPacked` for them, and the study's
+worker then trains the members one by one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ MEMBER_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 GroupReport = Callable[[int, int, float], bool]
+
+
+class NotPacked(DeepfitError):
+    """The trials fit one network by their configs, but their data refuses it (category
+    embeddings are not packed per member): train each alone."""
 
 
 def group_key(config: dict[str, Any]) -> str:
@@ -116,7 +123,7 @@ def train_group(
     first = configs[0]
     data = prepared if prepared is not None else experiment.prepare(first)
     if data.preprocessor is not None and data.preprocessor.embed_spec():
-        raise DeepfitError("category embeddings are not packed per member; train alone")
+        raise NotPacked("category embeddings are not packed per member; train alone")
     k = len(configs)
     name = loss_name(first, data.task)
     m, t = first["model"], first["train"]
@@ -255,4 +262,4 @@ def split_groups(payloads: Sequence[dict[str, Any]], size: int) -> list[list[dic
     return groups
 
 
-__all__ = ["MEMBER_KEYS", "group_key", "packable", "split_groups", "train_group"]
+__all__ = ["MEMBER_KEYS", "NotPacked", "group_key", "packable", "split_groups", "train_group"]

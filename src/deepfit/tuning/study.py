@@ -49,6 +49,20 @@ report).
 trial is sampled define-by-run (:func:`deepfit.tuning.space.suggest`), so only its active
 keys are Optuna parameters, for every strategy; a retry has the same values.
 
+**Packed trials** (``--pack K`` or ``tune.pack``): the driver asks for up to ``K`` trials at
+once (never more than the trials still to run, and only while the budget lasts and a worker
+slot is free), groups those that share an architecture, a batch size, the data and the seed
+(:func:`deepfit.tuning.packed.split_groups`) and sends each group to the executor as one task,
+trained as one packed network (:func:`deepfit.tuning.packed.train_group`); a trial that cannot
+be packed runs alone. Each member is an Optuna trial of its own: it reports every epoch, the
+pruner decides for it alone, and it is told complete, pruned or failed with its own value; a
+killed driver's group is recovered member by member like single trials. Groups the executor
+cannot start yet (more groups than free slots) wait in the driver, already asked. The
+strategy's points do not depend on ``K`` (random, grid and coarse-to-fine propose by slot;
+coarse-to-fine groups never cross a round); TPE samples the ``K`` points of a group without
+each other's results, as with ``--workers K``. Pruning sees a group's members in lockstep, so
+its decisions (not the points or an unpruned trial's value) can differ from ``K = 1``.
+
 The study remembers what it was started with (the ``[tune]`` settings and every key of the
 base config that the space does not set): a rerun with a change is refused naming the changed
 keys, since its trials would not be comparable; ``new_study=True`` (``--new-study``) discards
@@ -81,7 +95,8 @@ from deepfit.tuning import budget as _budget
 from deepfit.tuning import executors as _executors
 from deepfit.tuning import space as _space
 from deepfit.tuning import strategies as _strategies
-from deepfit.tuning.worker import DEFAULT_OBJECTIVE
+from deepfit.tuning.packed import split_groups
+from deepfit.tuning.worker import DEFAULT_GROUP_OBJECTIVE, DEFAULT_OBJECTIVE
 
 MAX_ATTEMPTS = 3
 HEARTBEAT_S = 30
@@ -109,6 +124,7 @@ class Settings:
     budget: str | float = ""
     rounds: int = 3
     keep: float = 0.25
+    pack: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -312,6 +328,7 @@ class Tuner:
         grace_period: int = GRACE_S,
         train_best: bool | None = None,
         first_points: Sequence[Mapping[str, Any]] = (),
+        group_objective: str | None = None,
     ) -> None:
         if heartbeat_interval < 1 or grace_period < 1:
             raise DeepfitError(
@@ -330,6 +347,13 @@ class Tuner:
         self.study_name = study
         self.workers, self.executor_kind, self.address = workers, executor, address
         self.objective = objective
+        self.pack = int(self.settings.pack)
+        if self.pack > 1 and group_objective is None and objective != DEFAULT_OBJECTIVE:
+            raise DeepfitError(
+                f"tune.pack = {self.pack} trains groups of trials as one network, which the "
+                f"objective {objective} cannot do: pass group_objective= or pack 1"
+            )
+        self.group_objective = group_objective or DEFAULT_GROUP_OBJECTIVE
         self.echo = echo or (lambda line: None)
         self.plots = plots
         self.callbacks = list(callbacks)  # Optuna's callback(study, trial), as trials end
@@ -341,6 +365,8 @@ class Tuner:
         self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
         self.running: dict[int, Any] = {}  # trial number -> optuna Trial
         self._trial_ids: dict[int, int] = {}  # trial number -> storage id, of self.running
+        self._tasks: dict[int, int] = {}  # trial number -> its task (first member's number)
+        self._queue: list[list[dict[str, Any]]] = []  # asked groups waiting for a free slot
         self._beats: _Heartbeat | None = None
         seconds = self.settings.budget_seconds
         self.budget: _budget.Budget | None = None
@@ -581,8 +607,48 @@ class Tuner:
             )
         return out
 
-    def _start_one(self, trials):
-        """Start one trial; returns "started", WAIT or None (nothing left to propose)."""
+    def _free_slots(self) -> int:
+        return self.executor.capacity - len(set(self._tasks.values()))
+
+    def _start_batch(self, trials, n: int):
+        """Ask for up to ``n`` trials, group them (packs of up to ``self.pack``) and start the
+        groups in the free slots, queueing the rest; returns "started", WAIT or None (nothing
+        left to propose)."""
+        payloads: list[dict[str, Any]] = []
+        started, outcome = False, None
+        for _ in range(n):
+            outcome = self._ask_one(trials)
+            if outcome is None or outcome == _strategies.WAIT:
+                break
+            started = True
+            if isinstance(outcome, dict):
+                payloads.append(outcome)
+            trials = self.study.get_trials(deepcopy=False)
+        groups = split_groups(payloads, self.pack) if self.pack > 1 else [[p] for p in payloads]
+        self._queue.extend(groups)
+        self._submit_queued()
+        return "started" if started else outcome
+
+    def _submit_queued(self) -> None:
+        """Start the queued groups while a slot is free: one trial alone, several as one
+        packed task."""
+        while self._queue and self._free_slots() > 0:
+            group = self._queue.pop(0)
+            numbers = [int(p["number"]) for p in group]
+            for number in numbers:
+                self._tasks[number] = numbers[0]
+            if len(group) == 1:
+                self.executor.submit(numbers[0], group[0])
+                continue
+            for number in numbers:
+                self.running[number].set_user_attr("group", numbers)
+            self.executor.submit_group(
+                numbers, {"members": group, "objective": self.group_objective}
+            )
+
+    def _ask_one(self, trials):
+        """Ask for one trial: its payload (registered as running, not yet submitted), "told"
+        (failed at once: an invalid combination), WAIT or None (nothing left to propose)."""
         S = _trial_state()
         waiting = any(t.state == S.WAITING for t in trials)
         if not waiting:
@@ -608,7 +674,7 @@ class Tuner:
             warnings.simplefilter("ignore")  # "heartbeat ... supposed to be used with optimize"
             trial = self.study.ask()
             if self._duplicate(trial.number):
-                return "started"
+                return "told"
             point = _space.suggest(self.space, trial)
         try:
             config = self.space.apply(self.config, point)
@@ -617,7 +683,7 @@ class Tuner:
             trial.set_user_attr("error", str(exc))
             self.study.tell(trial, state=S.FAIL)
             self._after(trial.number)
-            return "started"
+            return "told"
         if config["train"].get("refit"):
             # a trial is scored on dev before any refit: training again on train + dev would
             # change nothing it reports (the winner's run in OUT/best refits as configured)
@@ -634,8 +700,7 @@ class Tuner:
         self._trial_ids[trial.number] = trial_id
         if self._beats is not None:
             self._beats.add(trial_id)
-        self.executor.submit(trial.number, payload)
-        return "started"
+        return payload
 
     def _duplicate(self, number: int) -> bool:
         """With several drivers, two may enqueue the same new slot at once: of its first
@@ -693,6 +758,7 @@ class Tuner:
         S = _trial_state()
         trial = self.running.pop(number, None)
         trial_id = self._trial_ids.pop(number, None)
+        self._tasks.pop(number, None)
         if self._beats is not None and trial_id is not None:
             self._beats.remove(trial_id)
         if trial is None:
@@ -702,7 +768,10 @@ class Tuner:
             frozen = self.study.get_trials(deepcopy=False)[number]
             self._interrupt(frozen, result.get("error") or "interrupted", lost=True)
             return
-        for k in ("epochs", "seconds", "best_epoch", "stop_reason", "host"):
+        if result.get("alone") and self.pack > 1:
+            self.echo(f"trial {number}: {result['alone']}: trials run one by one from now on")
+            self.pack = 1
+        for k in ("epochs", "seconds", "best_epoch", "stop_reason", "host", "pack"):
             if result.get(k) is not None:
                 trial.set_user_attr(k, result[k])
         if state == "complete":
@@ -805,6 +874,7 @@ class Tuner:
                 + ("trials until the budget is spent" if s.unlimited else f"{s.trials} trials")
                 + f", {s.metric} ({'minimize' if s.minimize else 'maximize'}), "
                 f"{self.executor.capacity} at a time"
+                + (f", packs of up to {self.pack} trials" if self.pack > 1 else "")
                 + (f", {s.pruner} pruning" if s.prunes else "")
                 + budget
                 + (f"; {done} already counted" if done else "")
@@ -817,6 +887,8 @@ class Tuner:
                         frozen = self.study.get_trials(deepcopy=False)[number]
                         self._interrupt(frozen, "the study was stopped")
                 self.running.clear()
+                self._tasks.clear()
+                self._queue.clear()
                 with contextlib.suppress(Exception):
                     trials = self.study.get_trials(deepcopy=False)
                     write_trials_csv(self.out / TRIALS_FILE, trials, self.space, s.metric)
@@ -855,13 +927,15 @@ class Tuner:
                         else "no new trial"
                     )
                 )
+            self._submit_queued()
             while (
                 not exhausted
                 and not out_of_time
-                and len(self.running) < self.executor.capacity
+                and not self._queue
+                and self._free_slots() > 0
                 and n_counted + n_running < target
             ):
-                outcome = self._start_one(trials)
+                outcome = self._start_batch(trials, min(self.pack, target - n_counted - n_running))
                 if outcome is None:
                     exhausted = True
                     if n_counted + n_running < target:
@@ -1040,6 +1114,7 @@ def tune(
     pruning: bool | None = None,
     pruner: str | None = None,
     budget: str | float | None = None,
+    pack: int | None = None,
     train_best: bool | None = None,
     first_points: Sequence[Mapping[str, Any]] = (),
     workers: int | None = None,
@@ -1048,6 +1123,7 @@ def tune(
     storage: str | None = None,
     study: str = "deepfit",
     objective: str = DEFAULT_OBJECTIVE,
+    group_objective: str | None = None,
     echo: Callable[[str], None] | None = None,
     plots: bool = True,
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
@@ -1069,9 +1145,21 @@ def tune(
     :mod:`deepfit.tuning.budget`). ``train_best`` trains the best configuration again into
     ``OUT/best`` after the search (default: when there is a budget). ``first_points`` (tpe):
     points tried first, in slot order, before TPE samples (Optuna's ``enqueue_trial``), e.g.
-    the defaults, so the search never ends below them on the dev set."""
+    the defaults, so the search never ends below them on the dev set.
+
+    ``pack`` overrides ``tune.pack``: up to ``pack`` trials that share an architecture and a
+    batch size train as one packed network, one task of the executor (see :class:`Tuner`);
+    ``group_objective`` is the dotted name of the function that trains such a group
+    (``deepfit.tuning.worker:train_group``; needed with ``pack > 1`` and a custom
+    ``objective``)."""
     settings = Settings.from_config(
-        config, trials=trials, strategy=strategy, pruning=pruning, pruner=pruner, budget=budget
+        config,
+        trials=trials,
+        strategy=strategy,
+        pruning=pruning,
+        pruner=pruner,
+        budget=budget,
+        pack=pack,
     )
     if workers is not None and workers < 1:
         raise DeepfitError(f"--workers must be at least 1, got {workers}")
@@ -1085,6 +1173,7 @@ def tune(
         storage=storage,
         study=study,
         objective=objective,
+        group_objective=group_objective,
         echo=echo,
         plots=plots,
         callbacks=callbacks,

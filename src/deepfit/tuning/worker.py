@@ -7,6 +7,15 @@ the function that runs it (``deepfit.tuning.worker:train``, which calls
 ``{"state", "value", "epochs", "seconds", "error", ...}`` with ``state`` one of
 ``complete``, ``pruned`` or ``failed``. Nothing here touches the study's storage: each epoch's
 dev metric goes to ``report(epoch, value)``, which returns True when the driver prunes.
+
+A packed group (``deepfit tune --pack K``) is one task too: ``{"members": [payload, ...],
+"objective"}`` with ``objective`` a group objective (``deepfit.tuning.worker:train_group``,
+which trains the members as one packed network, :func:`deepfit.tuning.packed.train_group`).
+:func:`run_group` answers one result per member, in order; the members report through
+``report(number, epoch, value)``. A group whose setup raises fails every member with that one
+line; a group the data refuses to pack (:class:`~deepfit.tuning.packed.NotPacked`, e.g. category
+embeddings) runs its members one after the other, each as a trial alone, and says so in each
+result's ``alone``.
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from typing import Any
 from deepfit.training.callbacks import Callback
 
 Report = Callable[[int, float], bool]
+GroupReport = Callable[[int, int, float], bool]
 
 DEFAULT_OBJECTIVE = "deepfit.tuning.worker:train"
+DEFAULT_GROUP_OBJECTIVE = "deepfit.tuning.worker:train_group"
 
 
 class ReportMetric(Callback):
@@ -105,9 +116,34 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     return {**out, "state": "complete", "value": float(value)}
 
 
-def resolve(name: str) -> Callable[[dict[str, Any], Report], dict[str, Any]]:
+def train_group(payloads: list[dict[str, Any]], report: GroupReport) -> list[dict[str, Any]]:
+    """The default group objective: the members of ``payloads`` trained as one packed network
+    (:func:`deepfit.tuning.packed.train_group`) on the worker's cached prepared data."""
+    from deepfit.tuning import packed
+
+    return packed.train_group(payloads, report, _prepared(payloads[0]["config"]))
+
+
+def resolve(name: str) -> Callable[..., Any]:
     module, _, attr = name.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {message}"
+
+
+def _settle(result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """A complete result with no finite value is a failure; the fields every result has."""
+    value = result.get("value")
+    if result.get("state") == "complete" and (value is None or not math.isfinite(value)):
+        result = {**result, "state": "failed", "error": f"the metric is {value}"}
+    result.setdefault("epochs", 0)
+    result.setdefault("error", None)
+    result["seconds"] = seconds
+    result["host"] = f"{socket.gethostname()}:{os.getpid()}"
+    return result
 
 
 def run_trial(payload: dict[str, Any], report: Report) -> dict[str, Any]:
@@ -120,13 +156,37 @@ def run_trial(payload: dict[str, Any], report: Report) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             result = dict(objective(payload, report))
     except Exception as exc:  # the trial's failure, reported, not the study's
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        result = {"state": "failed", "value": None, "error": f"{type(exc).__name__}: {message}"}
-    value = result.get("value")
-    if result.get("state") == "complete" and (value is None or not math.isfinite(value)):
-        result = {**result, "state": "failed", "error": f"the metric is {value}"}
-    result.setdefault("epochs", 0)
-    result.setdefault("error", None)
-    result["seconds"] = time.perf_counter() - start
-    result["host"] = f"{socket.gethostname()}:{os.getpid()}"
-    return result
+        result = {"state": "failed", "value": None, "error": _one_line(exc)}
+    return _settle(result, time.perf_counter() - start)
+
+
+def run_group(payload: dict[str, Any], report: GroupReport) -> list[dict[str, Any]]:
+    """Run the packed group ``payload["members"]`` with ``payload["objective"]``; one result
+    per member, in order, each as :func:`run_trial` answers it (``seconds`` is the group's wall
+    time, shared by its members). Never raises for the group's own failures."""
+    from deepfit.tuning.packed import NotPacked
+
+    members = payload["members"]
+    start = time.perf_counter()
+    try:
+        objective = resolve(payload.get("objective") or DEFAULT_GROUP_OBJECTIVE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = [dict(r) for r in objective(members, report)]
+        if len(results) != len(members):
+            raise RuntimeError(
+                f"the group objective answered {len(results)} results for {len(members)} trials"
+            )
+    except NotPacked as exc:  # the data refuses packing: each member alone, in turn
+        reason = str(exc)
+        out = []
+        for member in members:
+            number = int(member["number"])
+            result = run_trial(member, lambda e, v, n=number: report(n, e, v))
+            out.append({**result, "alone": reason})
+        return out
+    except Exception as exc:  # the group's failure: every member's, in one line
+        error = _one_line(exc)
+        results = [{"state": "failed", "value": None, "error": error} for _ in members]
+    seconds = time.perf_counter() - start
+    return [{**_settle(r, seconds), "pack": len(members)} for r in results]
