@@ -27,6 +27,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from deepfit.build import (
+    _ensemble_options,
     build_callbacks,
     build_early_stopping,
     build_loss,
@@ -44,7 +45,12 @@ SMALL = dict(hidden_layer_sizes=(16,), max_epochs=30, learning_rate=0.01, batch_
 
 
 @parametrize_with_checks(
-    [DeepFitClassifier(**SMALL), DeepFitRegressor(**SMALL)],
+    [
+        DeepFitClassifier(**SMALL),
+        DeepFitRegressor(**SMALL),
+        DeepFitClassifier(**SMALL, ensemble=3),
+        DeepFitRegressor(**SMALL, ensemble=3, ensemble_kind="batch"),
+    ],
     expected_failed_checks=lambda est: {
         "check_sample_weight_equivalence_on_dense_data": (
             "float32 arithmetic: weights of 2 and repeated rows agree to 1e-7 relative, the "
@@ -811,3 +817,133 @@ def test_grid_search_over_new_hyperparameters():
     assert len(grid.cv_results_["params"]) == 8
     assert grid.best_score_ > 0.9 and grid.score(X, y) > 0.9
     assert grid.best_estimator_.mixup == grid.best_params_["mixup"]
+
+
+# -- deep ensembles and BatchEnsemble ([model] ensemble = K) ------------------------------------
+def _ensemble_trainer_run(est, X, y, loss, n_out, validation_data=None):
+    """``est.fit`` for ``ensemble = K`` as the experiment path builds it (``build_model``'s
+    ``mlp(..., **_ensemble_options(config, loss))`` and ``build_loss``: a PackedLoss), from
+    the estimator's own random streams; returns (model, history)."""
+    init_rng, shuffle_rng, _ = est._seeds()
+    config = validate(
+        {
+            "model": {"ensemble": est.ensemble, "ensemble_kind": est.ensemble_kind},
+            "train": {"lr": est.learning_rate, "epochs": est.max_epochs, "dtype": est.dtype},
+        }
+    )
+    model = mlp(
+        X.shape[1],
+        list(est.hidden_layer_sizes),
+        n_out,
+        keep_prob=est.keep_prob,
+        rng=init_rng,
+        dtype=est.dtype,
+        **_ensemble_options(config, loss),
+    )
+    trainer = Trainer(
+        model,
+        loss=build_loss(config, loss),
+        optimizer=build_optimizer(config),
+        batch_size=est.batch_size,
+        seed=shuffle_rng,
+    )
+    return model, trainer.fit(X, y, est.max_epochs, validation_data=validation_data)
+
+
+def _member_probabilities(model, X):
+    z = model.predict_members(X)  # (K, m, c)
+    e = np.exp(z - z.max(axis=2, keepdims=True))
+    return e / e.sum(axis=2, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["deep", "batch"])
+def test_classifier_ensemble_equals_the_packed_run_of_the_same_config(kind):
+    X, y = _blobs(240, seed=8)
+    kw = dict(BASE, ensemble=4, ensemble_kind=kind, keep_prob=0.9, dtype="float64")
+    clf = DeepFitClassifier(**kw, random_state=3).fit(X[:180], y[:180])
+    model, history = _ensemble_trainer_run(clf, X[:180], y[:180], "softmax_cross_entropy", 3)
+    assert type(clf.model_).__name__ == "PackedSequential"
+    assert clf.model_.members == 4 and clf.model_.kind == kind
+    np.testing.assert_array_equal(clf.model_.predict(X), model.predict(X))
+    assert clf.loss_curve_ == history["train_loss"]
+    # predict_proba is the mean of the members' probabilities, as deepfit train's model file
+    proba = clf.predict_proba(X[180:])
+    np.testing.assert_allclose(
+        proba, _member_probabilities(clf.model_, X[180:]).mean(axis=0), rtol=1e-12, atol=1e-15
+    )
+    np.testing.assert_array_equal(clf.predict(X[180:]), clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X[180:], y[180:]) > 0.9
+    # the members differ, and the ensemble is not the single network of the same seed
+    members = _member_probabilities(clf.model_, X[180:])
+    assert not np.allclose(members[0], members[1])
+    single = DeepFitClassifier(**{**kw, "ensemble": 1}, random_state=3).fit(X[:180], y[:180])
+    assert not np.allclose(single.predict_proba(X[180:]), proba)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X[180:]), proba)
+
+
+def test_regressor_ensemble_predicts_the_mean_of_its_members_values():
+    X, y = _smooth(300, seed=9)
+    kw = dict(hidden_layer_sizes=(32,), learning_rate=0.01, max_epochs=40, batch_size=32)
+    reg = DeepFitRegressor(**kw, ensemble=5, dtype="float64", random_state=0).fit(X, y)
+    model, _ = _ensemble_trainer_run(reg, X, (y - y.mean()) / y.std(), "mse", 1)
+    np.testing.assert_array_equal(reg.model_.predict(X), model.predict(X))
+    values = reg.model_.predict_members(X)[:, :, 0] * y.std() + y.mean()  # (K, m)
+    np.testing.assert_allclose(reg.predict(X), values.mean(axis=0), rtol=1e-12)
+    assert reg.score(X, y) > 0.9
+    # float32 by default, and reproducible
+    again = DeepFitRegressor(**kw, ensemble=5, random_state=0).fit(X, y)
+    assert again.model_.dtype == np.float32
+    np.testing.assert_array_equal(
+        again.predict(X), DeepFitRegressor(**kw, ensemble=5, random_state=0).fit(X, y).predict(X)
+    )
+
+
+def test_ensemble_with_early_stopping_techniques_tables_and_partial_fit():
+    pd = pytest.importorskip("pandas")
+    X, y = _blobs(200, seed=10)
+    frame = pd.DataFrame(X, columns=list("abcd")).assign(
+        colour=np.where(X[:, 0] > 0, "red", "blue")
+    )
+    clf = DeepFitClassifier(
+        **BASE,
+        ensemble=3,
+        batchnorm=True,
+        early_stopping=True,
+        patience=2,
+        averaging="swa",
+        mixup="mixup",
+        random_state=0,
+    ).fit(frame, y)
+    assert clf.model_.members == 3 and clf.preprocessor_ is not None
+    assert clf.predict_proba(frame).shape == (200, 3) and clf.score(frame, y) > 0.8
+    n = clf.n_iter_
+    clf.partial_fit(frame, y)
+    assert clf.n_iter_ == n + 1
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"ensemble": 2, "residual": True}, "residual = True has no packed version; ensemble = 2"),
+        ({"ensemble": 2, "norm": "layernorm"}, "norm = 'layernorm' has no packed version"),
+        ({"ensemble": 0}, "'ensemble' parameter"),
+        ({"ensemble": 2, "ensemble_kind": "snapshot"}, "'ensemble_kind' parameter"),
+    ],
+)
+def test_ensemble_refusals_name_the_parameter(params, match):
+    X, y = _blobs(60)
+    with pytest.raises(ValueError, match=match):
+        DeepFitClassifier(max_epochs=1, **params).fit(X, y)
+
+
+def test_warm_start_and_partial_fit_refuse_a_changed_ensemble():
+    X, y = _blobs(60)
+    clf = DeepFitClassifier(max_epochs=1, warm_start=True, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="warm_start=True continues the fitted model_, which has"):
+        clf.set_params(ensemble=3).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit continues the fitted model_"):
+        clf.partial_fit(X, y)
+    clf.set_params(warm_start=False).fit(X, y)  # a fresh fit takes the new ensemble
+    assert clf.model_.members == 3
+    with pytest.raises(ValueError, match="ensemble_kind='deep'"):
+        clf.set_params(ensemble_kind="batch").partial_fit(X, y)

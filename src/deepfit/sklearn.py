@@ -60,6 +60,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from deepfit.build import (
+    ENSEMBLE_OUTPUTS,
     build_callbacks,
     build_early_stopping,
     build_loss,
@@ -86,9 +87,13 @@ SCHEDULE_NAMES = SCHEDULE_KINDS
 _SEED_MAX = np.iinfo(np.int32).max
 _TECHNIQUES = ("plateau", "averaging", "lookahead", "mixup", "snapshots")
 
-# The estimator parameter behind each [train] config key, so that a config error names it
-# (the key "train.beta" depends on the optimizer and is added per call).
+# The estimator parameter behind each config key, so that a config error names it (the key
+# "train.beta" depends on the optimizer and is added per call).
 _PARAMETER_OF = {
+    "model.residual": "residual",
+    "model.norm": "norm",
+    "model.ensemble": "ensemble",
+    "model.ensemble_kind": "ensemble_kind",
     "train.optimizer": "optimizer",
     "train.lr": "learning_rate",
     "train.beta1": "beta1",
@@ -163,6 +168,8 @@ class _DeepFitBase(BaseEstimator):
         "bn_momentum": [Interval(Real, 0, 1, closed="left")],
         "norm": [StrOptions({"batchnorm", "layernorm"}), None],
         "residual": ["boolean"],
+        "ensemble": [Interval(Integral, 1, 256, closed="both")],
+        "ensemble_kind": [StrOptions({"deep", "batch"})],
         "keep_prob": [Interval(Real, 0, 1, closed="right"), "array-like"],
         "l2": [Interval(Real, 0, None, closed="left")],
         "l1": [Interval(Real, 0, None, closed="left")],
@@ -223,6 +230,8 @@ class _DeepFitBase(BaseEstimator):
         bn_momentum=0.9,
         norm=None,
         residual=False,
+        ensemble=1,
+        ensemble_kind="deep",
         keep_prob=1.0,
         l2=0.0,
         l1=0.0,
@@ -278,6 +287,8 @@ class _DeepFitBase(BaseEstimator):
         self.bn_momentum = bn_momentum
         self.norm = norm
         self.residual = residual
+        self.ensemble = ensemble
+        self.ensemble_kind = ensemble_kind
         self.keep_prob = keep_prob
         self.l2 = l2
         self.l1 = l1
@@ -380,8 +391,10 @@ class _DeepFitBase(BaseEstimator):
         return table, names
 
     def _config(self, has_dev: bool) -> tuple[dict[str, Any], dict[str, str]]:
-        """The deepfit config these hyperparameters mean (its ``[train]`` table; the network
-        is built from them directly), and the parameter behind each config key."""
+        """The deepfit config these hyperparameters mean (its ``[train]`` table, and the
+        ``[model]`` keys that decide the loss and what may be combined with an ensemble; the
+        network is built from the hyperparameters directly), and the parameter behind each
+        config key."""
         schedule, names = self._schedule_table()
         momentum = self.optimizer == "momentum"
         names = {**_PARAMETER_OF, "train.beta": "beta1" if momentum else "beta2", **names}
@@ -433,7 +446,14 @@ class _DeepFitBase(BaseEstimator):
             },
             "snapshots": {"enabled": bool(self.snapshots), "keep": int(self.snapshots_keep)},
         }
-        return {"model": {"loss": self._loss}, "train": train}, names
+        model = {
+            "loss": self._loss,
+            "residual": bool(self.residual),
+            "norm": self.norm or "none",
+            "ensemble": int(self.ensemble),
+            "ensemble_kind": self.ensemble_kind,
+        }
+        return {"model": model, "train": train}, names
 
     def _build(self, has_dev: bool) -> dict[str, Any]:
         """Loss, optimizer, schedule, early stopping, technique callbacks and trainer options,
@@ -520,6 +540,9 @@ class _DeepFitBase(BaseEstimator):
             bn_momentum=float(self.bn_momentum),
             norm=self.norm,
             residual=bool(self.residual),
+            ensemble=int(self.ensemble),
+            ensemble_kind=self.ensemble_kind,
+            ensemble_output=ENSEMBLE_OUTPUTS[self._loss],
             **({"embed": spec} if spec else {}),
         )
         # Trainer.fit starts its shuffling stream from np.random.default_rng(seed), which
@@ -595,6 +618,8 @@ class _DeepFitBase(BaseEstimator):
     def _fit(self, X, y, validation_data, sample_weight=None) -> _DeepFitBase:
         parts = self._build(has_dev=validation_data is not None or bool(self.early_stopping))
         warm = bool(self.warm_start) and hasattr(self, "model_")
+        if warm:
+            self._check_same_ensemble("warm_start=True")
         X, y = self._validated(X, y, reset=not warm)
         y_train = self._encode_y(X, y, classes=None, first=not warm, where="fit")
         weight = self._weights(X, y_train, sample_weight)
@@ -641,6 +666,8 @@ class _DeepFitBase(BaseEstimator):
     def _partial_fit(self, X, y, classes, sample_weight=None) -> _DeepFitBase:
         parts = self._build(has_dev=False)
         first = not hasattr(self, "model_")
+        if not first:
+            self._check_same_ensemble("partial_fit")
         X, y = self._validated(X, y, reset=first)
         y_train = self._encode_y(X, y, classes=classes, first=first, where="partial_fit")
         if first:
@@ -663,6 +690,20 @@ class _DeepFitBase(BaseEstimator):
         self._record(history, None)
         self.snapshot_ensemble_ = None  # the model has moved on from the snapshots
         return self
+
+    def _check_same_ensemble(self, how: str) -> None:
+        """``how`` continues ``model_``: its members must be those ``ensemble`` and
+        ``ensemble_kind`` ask for (the loss is built from the parameters)."""
+        members = getattr(self.model_, "members", 1)
+        kind = getattr(self.model_, "kind", self.ensemble_kind) if members > 1 else None
+        wanted = (int(self.ensemble), self.ensemble_kind if self.ensemble > 1 else None)
+        if (members, kind) != wanted:
+            fitted = f"ensemble={members}" + (f", ensemble_kind={kind!r}" if kind else "")
+            raise ValueError(
+                f"ensemble={self.ensemble}, ensemble_kind={self.ensemble_kind!r}: {how} "
+                f"continues the fitted model_, which has {fitted}; set them back, or fit "
+                "afresh (warm_start=False)"
+            )
 
     def _record(self, history: History, scorer: _ValidationScore | None) -> None:
         offset = self.n_iter_
@@ -814,6 +855,19 @@ _PARAMS_DOC = """
         ``Dense(n_features, d)`` with ``d = hidden_layer_sizes[0]``, one block
         ``[norm] -> Dense(d, h) -> activation -> [dropout] -> Dense(h, d)`` per entry ``h``
         of ``hidden_layer_sizes``, then ``[norm] -> activation -> Dense(d, n_outputs)``.
+    ensemble : int in [1, 256], default=1
+        ``K > 1`` trains ``K`` networks of this architecture as one packed network
+        (:mod:`deepfit.nn.packed`, ``[model] ensemble = K`` of a config), each member on its
+        own loss and the same mini-batches, and predicts the mean of the members'
+        probabilities (classifier: ``p = (1/K) sum_k softmax(z_k)``) or values (regressor:
+        ``(1/K) sum_k z_k``). The penalties, dropout rate and optimizer settings apply to every
+        member; early stopping watches the ensemble's validation loss. Not with
+        ``residual=True`` or ``norm="layernorm"`` (no packed version).
+    ensemble_kind : {"deep", "batch"}, default="deep"
+        ``"deep"``: a deep ensemble, the members drawn from independent children of the
+        initialization seed; ``"batch"``: BatchEnsemble / TabM-mini, the members share each
+        hidden layer's ``W`` and differ by rank-1 scalings ``(x * r_k) @ W * s_k + b_k``
+        (Wen et al. 2020; Gorishniy et al. 2025), with one output layer per member.
     keep_prob : float in (0, 1] or sequence of floats, default=1.0
         Inverted-dropout keep probability after each hidden layer (one value, or one per
         hidden layer); 1.0 means no dropout.
@@ -959,7 +1013,10 @@ _ATTRIBUTES_DOC = """
     Attributes
     ----------
     model_ : deepfit.Sequential
-        The trained network (its outputs are logits; save it with :mod:`deepfit.io`).
+        The trained network (its outputs are logits; save it with :mod:`deepfit.io`). With
+        ``ensemble > 1`` a :class:`deepfit.nn.packed.PackedSequential` ending in
+        ``EnsembleMean``: its logits are those of the members' mean prediction, and
+        ``model_.member(k)`` is member ``k`` as a plain network.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` had string column names (a DataFrame).

@@ -639,6 +639,9 @@ class PackedLoss(Loss):
             cls = _PACKED_LOSSES[kind]
         return super().__new__(cls)
 
+    def __getnewargs__(self) -> tuple[Loss]:
+        return (self.base,)  # pickle calls __new__ with these (a Trainer, an estimator)
+
     def __init__(self, base: Loss | str) -> None:
         Loss.__init__(self)
         from deepfit.nn.losses import get_loss
