@@ -182,7 +182,8 @@ def train_group(
 
     def hook(trainer: PackedTrainer, logs: dict[str, Any]) -> None:
         for j, (number, metric) in enumerate(zip(numbers, metrics_, strict=True)):
-            if not trainer.optimizer.active[j]:
+            # a member early-stopped by this very epoch reports it, as a trial alone does
+            if not trainer.optimizer.active[j] and trainer.epochs_run[j] != logs["epoch"]:
                 continue
             values = logs.get(metric)
             if values is None:
