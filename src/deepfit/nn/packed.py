@@ -39,9 +39,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from deepfit import kernels
 from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype, to_numpy
 from deepfit.errors import DeepfitError, ShapeError
-from deepfit.nn.activations import get_activation, sigmoid
+from deepfit.nn.activations import ReLU, get_activation, sigmoid
 from deepfit.nn.batchnorm import BatchNorm
 from deepfit.nn.dense import Dense
 from deepfit.nn.dropout import Dropout, keep_threshold
@@ -125,34 +126,46 @@ class PackedDense(Layer):
         self._x = None
 
     def forward(self, x, training: bool = False):
-        W = self.params["W"]
-        xp = array_module(x, W)
-        x = xp.asarray(x, dtype=W.dtype)
-        _check_input(self, x, self.n_in)
-        z = xp.matmul(x, W)
+        z = self.forward_linear(x, training)
         if "b" in self.params:
             z += self.params["b"][:, None, :]
-        self._x = x if training else None
         return z
 
-    def _grads(self, dz):
+    def forward_linear(self, x, training: bool = False):
+        """``x @ W_k`` for every member, without the bias (for a caller that adds it fused
+        with what follows); caches ``x`` for backward like :meth:`forward`."""
+        W = self.params["W"]
+        xp = np if type(x) is np.ndarray and type(W) is np.ndarray else array_module(x, W)
+        x = xp.asarray(x, dtype=W.dtype)
+        _check_input(self, x, self.n_in)
+        self._x = x if training else None
+        return xp.matmul(x, W)
+
+    def _grads(self, dz, bias_done: bool = False):
         x = self._x
         if x is None:
             raise self._missing_cache()
         xp = array_module(dz)
         xt = x.T if x.ndim == 2 else x.transpose(0, 2, 1)
         xp.matmul(xt, dz, out=self.grads["W"])
-        if "b" in self.grads:
+        if "b" in self.grads and not bias_done:
             dz.sum(axis=1, out=self.grads["b"])
         return x
 
     def backward(self, dz):
-        x = self._grads(dz)
-        dx = array_module(dz).matmul(dz, self.params["W"].transpose(0, 2, 1))
-        return dx.sum(axis=0) if x.ndim == 2 else dx
+        return self.backward_fused(dz, bias_done=False, input_grad=True)
 
     def backward_params(self, dz) -> None:
         self._grads(dz)
+
+    def backward_fused(self, dz, *, bias_done: bool, input_grad: bool):
+        """:meth:`backward` (or, without ``input_grad``, :meth:`backward_params`, returning
+        ``None``) for a caller that has already filled ``grads["b"]`` when ``bias_done``."""
+        x = self._grads(dz, bias_done)
+        if not input_grad:
+            return None
+        dx = array_module(dz).matmul(dz, self.params["W"].transpose(0, 2, 1))
+        return dx.sum(axis=0) if x.ndim == 2 else dx
 
     def member(self, k: int) -> Dense:
         """Member ``k`` as a plain :class:`Dense` holding copies of its arrays."""
@@ -448,6 +461,7 @@ class PackedDropout(Dropout):
         self.rngs = _generators(rng, self.members, "PackedDropout")
         self._fixed_mask = None
         self._mask = None
+        self._cached: tuple | None = None
 
     @property
     def keep_prob(self) -> np.ndarray:
@@ -481,14 +495,10 @@ class PackedDropout(Dropout):
                 f"{tuple(a.shape)}"
             )
         xp = array_module(a)
-        dropping = np.flatnonzero(self._keep < 1.0)
-        # one 64-bit seed per dropping member, from its own generator, as Dropout draws it
-        seeds = np.array(
-            [self.rngs[k].integers(0, 2**64, dtype=np.uint64) for k in dropping], dtype=np.uint64
-        )
+        dropping, thresholds, scales = self._constants(a.dtype)
+        seeds = self.draw_seeds(dropping)
         bits = member_mask_bits(seeds, a[0].size, xp)
-        thresholds = np.array([keep_threshold(float(self._keep[k])) for k in dropping], np.uint32)
-        scales = np.array([1.0 / float(self._keep[k]) for k in dropping]).astype(a.dtype)
+        thresholds, scales = thresholds[dropping].astype(np.uint32), scales[dropping]
         keep = bits < xp.asarray(thresholds)[:, None]
         if dropping.size == self.members:
             mask = keep.reshape(a.shape).astype(a.dtype)
@@ -499,6 +509,31 @@ class PackedDropout(Dropout):
             mask[dropping] *= xp.asarray(scales)[:, None, None]
         self._mask = mask
         return a * mask
+
+    def _constants(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The dropping members' indices and, for every member, the threshold of
+        :func:`~deepfit.nn.dropout.keep_threshold` (uint64; 0 for a member that keeps every
+        unit) and the scale ``1 / keep_prob`` (rounded once to ``dtype``), cached."""
+        key = (id(self._keep), np.dtype(dtype))
+        hit = self._cached
+        if hit is None or hit[0] != key or hit[1] is not self._keep:
+            dropping = np.flatnonzero(self._keep < 1.0)
+            thresholds = np.zeros(self.members, dtype=np.uint64)
+            scales = np.ones(self.members, dtype=dtype)
+            for k in dropping:
+                thresholds[k] = keep_threshold(float(self._keep[k]))
+                scales[k] = np.array(1.0 / float(self._keep[k])).astype(dtype)
+            hit = self._cached = (key, self._keep, dropping, thresholds, scales)
+        return hit[2], hit[3], hit[4]
+
+    def draw_seeds(self, dropping: np.ndarray) -> np.ndarray:
+        """One 64-bit seed for each member listed, from its own generator, as
+        :class:`~deepfit.nn.dropout.Dropout` draws one per mask
+        (``integers(0, 2**64, dtype=np.uint64)``, which over the full range returns the bit
+        generator's next 64-bit output as it is: read here with ``random_raw``, the same
+        number at a twentieth of the cost)."""
+        rngs = self.rngs
+        return np.array([rngs[k].bit_generator.random_raw() for k in dropping], dtype=np.uint64)
 
     def config(self) -> dict:
         return {
@@ -987,6 +1022,121 @@ class PackedSequential(Sequential):
             if k is not None and k != self.members:
                 raise DeepfitError(f"layer {i} has {k} members, the model {self.members}")
 
+    # -- computation --------------------------------------------------------------------
+    #: Whether a PackedDense -> ReLU (-> PackedDropout) run of layers is one fused kernel per
+    #: direction when the JIT is on (off: the layers one by one; the same numbers). A class
+    #: attribute so that ``bench/packed.py --ab`` can compare both in one process.
+    fuse: ClassVar[bool] = True
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """Every layer on ``x``, as :meth:`Sequential.forward`; with the JIT on, each
+        ``PackedDense -> ReLU [-> PackedDropout]`` run is one batched product and one fused
+        pass ``z = max(x W_k + b_k, 0) * mask_k`` (the same numbers and caches as the layers
+        one by one)."""
+        if not (self.fuse and kernels.enabled()):
+            return super().forward(x, training)
+        first = self._first_param()
+        if first is not None:
+            xp = np if type(first) is np.ndarray else array_module(first)
+            x = xp.asarray(x, dtype=first.dtype)
+        layers = self.layers
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            if (
+                type(layer) is PackedDense
+                and i + 1 < n
+                and type(layers[i + 1]) is ReLU
+                and "b" in layer.params
+            ):
+                drop = layers[i + 2] if i + 2 < n and type(layers[i + 2]) is PackedDropout else None
+                z = layer.forward_linear(x, training)
+                b = layer.params["b"]
+                if kernels.usable(z, b):
+                    x = _bias_relu_dropout(z, b, layers[i + 1], drop, training)
+                    i += 2 if drop is None else 3
+                else:
+                    z += b[:, None, :]
+                    x, i = z, i + 1
+                continue
+            x = layer.forward(x, training)
+            i += 1
+        return x
+
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Any:
+        """Backpropagate ``dy`` as :meth:`Sequential.backward`; with the JIT on, each run
+        fused in :meth:`forward` goes back in one fused pass (dropout mask, ReLU's gate and
+        the bias gradient) before its product."""
+        if not (self.fuse and kernels.enabled()):
+            return super().backward(dy, input_grad=input_grad)
+        layers = self.layers
+        i = len(layers) - 1
+        while i >= 0:
+            layer = layers[i]
+            start = -1
+            if type(layer) is PackedDropout and i >= 2:
+                if type(layers[i - 1]) is ReLU and type(layers[i - 2]) is PackedDense:
+                    start = i - 2
+            elif type(layer) is ReLU and i >= 1 and type(layers[i - 1]) is PackedDense:
+                start = i - 1
+            if start >= 0:
+                dense = layers[start]
+                drop = layer if layer is not layers[start + 1] else None
+                dz = _relu_dropout_backward(dy, dense, layers[start + 1], drop)
+                if dz is not None:
+                    need = input_grad or start > 0
+                    dy = dense.backward_fused(dz, bias_done=True, input_grad=need)
+                    i = start - 1
+                    continue
+            if i == 0 and not input_grad:
+                layer.backward_params(dy)
+                return None
+            dy = layer.backward(dy)
+            i -= 1
+        return dy if input_grad else None
+
+    # -- members --------------------------------------------------------------------------
+    def take(self, members: Sequence[int]) -> PackedSequential:
+        """A deep ensemble of the ``members`` listed only (in that order): copies of their
+        parameters and buffers, fresh gradients, their keep probabilities, and their dropout
+        generators themselves (a mask drawn by the copy advances the member's own stream).
+        Member ``j`` of the copy computes exactly what member ``members[j]`` computes here;
+        :meth:`put` writes it back. A trainer uses this to stop spending work on members
+        that have stopped. Ensembles whose members share weights (``kind="batch"``) cannot
+        be split."""
+        idx = np.asarray(members, dtype=np.int64)
+        if self.kind != "deep" or self.shared_names():
+            raise DeepfitError("only a deep ensemble without shared weights can take members")
+        if idx.ndim != 1 or not idx.size or idx.min() < 0 or idx.max() >= self.members:
+            raise DeepfitError(f"take needs member indices in 0..{self.members - 1}, got {members}")
+        layers: list[Layer] = []
+        for layer in self.layers:
+            part = copy.copy(layer)
+            if hasattr(layer, "members"):
+                part.members = idx.size
+                for store in ("params", "grads", "buffers"):
+                    setattr(part, store, {k: v[idx] for k, v in getattr(layer, store).items()})
+                if isinstance(layer, PackedDropout):
+                    part._keep = layer._keep[idx]
+                    part.rngs = [layer.rngs[k] for k in idx]
+                    part._cached = None
+            else:
+                part.params, part.grads, part.buffers = {}, {}, {}
+            part._clear_cache()
+            layers.append(part)
+        return PackedSequential(layers, idx.size, self.kind)
+
+    def put(self, members: Sequence[int], part: PackedSequential) -> None:
+        """Write the parameters and buffers of ``part`` (:meth:`take` of ``members``) back
+        into the members' rows."""
+        idx = np.asarray(members, dtype=np.int64)
+        for layer, piece in zip(self.layers, part.layers, strict=True):
+            if hasattr(layer, "members"):
+                for store in ("params", "buffers"):
+                    own = getattr(layer, store)
+                    for key, value in getattr(piece, store).items():
+                        own[key][idx] = value
+
     def shared_names(self) -> set[str]:
         """Qualified names of the parameters and buffers without a member axis: those a
         packed layer shares (BatchEnsemble's ``W``) and every array of a plain layer (a
@@ -1092,6 +1242,66 @@ class PackedSequential(Sequential):
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"PackedSequential(members={self.members}, kind={self.kind!r},\n{inner}\n)"
+
+
+_EMPTY_U64 = np.zeros(0, dtype=np.uint64)
+
+
+def _bias_relu_dropout(z, b, relu: ReLU, drop: PackedDropout | None, training: bool):
+    """``max(z + b_k, 0)``, then ``drop``'s inverted dropout in training, in place on ``z`` in
+    one kernel (:func:`deepfit.kernels._packed.bias_relu_dropout_forward`); leaves the caches
+    of the ReLU and the dropout layer as their own forward passes would."""
+    from deepfit.kernels._packed import bias_relu_dropout_forward
+
+    positive = np.empty(z.shape, dtype=np.bool_)
+    dropping = training and drop is not None and drop.active
+    if dropping:
+        if z.shape[0] != drop.members:
+            raise ShapeError(
+                f"{drop!r} expects activations of shape ({drop.members}, batch, units), got "
+                f"{tuple(z.shape)}"
+            )
+        members, thresholds, scales = drop._constants(z.dtype)
+        seeds = np.zeros(drop.members, dtype=np.uint64)
+        seeds[members] = drop.draw_seeds(members)
+        mask = np.empty_like(z)
+    else:
+        seeds = thresholds = _EMPTY_U64
+        scales, mask = np.zeros(0, dtype=z.dtype), np.zeros((0, 0, 0), dtype=z.dtype)
+    bias_relu_dropout_forward(z, b, positive, seeds, thresholds, scales, mask)
+    relu._positive = positive if training else None
+    if drop is not None:
+        drop._mask = (mask if dropping else 1) if training else None
+    return z
+
+
+def _relu_dropout_backward(dy, dense: PackedDense, relu: ReLU, drop: PackedDropout | None):
+    """``dz`` of the fused run ``dense -> relu [-> drop]`` from its output gradient ``dy``, with
+    ``dense``'s bias gradient filled, in one kernel
+    (:func:`deepfit.kernels._packed.relu_dropout_backward`); ``None`` when the caches or
+    arrays do not suit it (the caller then goes layer by layer)."""
+    positive = relu._positive
+    grad_b = dense.grads.get("b")
+    if (
+        grad_b is None
+        or type(positive) is not np.ndarray
+        or positive.shape != dy.shape
+        or not positive.flags.c_contiguous
+        or not kernels.usable(dy, grad_b)
+    ):
+        return None
+    mask = None if drop is None else drop._mask
+    if mask is None or isinstance(mask, int):
+        if drop is not None and mask is None:
+            return None  # no training forward: the dropout layer raises as it should
+        mask = np.zeros((0, 0, 0), dtype=dy.dtype)
+    elif mask.shape != dy.shape or not kernels.usable(dy, mask):
+        return None
+    from deepfit.kernels._packed import relu_dropout_backward
+
+    dz = np.empty_like(dy)
+    relu_dropout_backward(dy, positive, mask, dz, grad_b)
+    return dz
 
 
 def packed_mlp(

@@ -13,17 +13,24 @@ A parameter the members share (BatchEnsemble's ``W``) has no member axis and tak
 of each scalar: the members' values must then be equal.
 
 Members can be frozen (``active[k] = False``): their parameters stop moving (their update is
-set to 0), which is how a packed trainer stops a member early or after it diverged.
+set to 0), which is how a packed trainer stops a member early or after it diverged. A trainer
+that wants stopped members to cost nothing trains a compact copy of the running members
+(:meth:`PackedOptimizer.take`) and writes it back (:meth:`PackedOptimizer.put`).
+
+Adam on NumPy arrays runs as one fused kernel per parameter when the JIT is on
+(:func:`deepfit.kernels._packed.packed_adam_step`), with the same numbers as the NumPy path.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from deepfit import kernels
 from deepfit.backend import array_module, to_numpy
 from deepfit.errors import DeepfitError
 from deepfit.optim.ewa import bias_correction
@@ -103,7 +110,11 @@ def ewa_members_(v: Any, x: Any, beta: np.ndarray, shared: bool = False) -> Any:
 
 
 class PackedTransform(Transform):
-    """A transform whose scalars are per-member arrays; ``update_(name, u, t, shared)``."""
+    """A transform whose scalars are per-member arrays; ``update_(name, u, t, shared)``.
+
+    ``member_attrs`` names the per-member arrays (length ``K``)."""
+
+    member_attrs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, members: int) -> None:
         super().__init__()
@@ -148,11 +159,44 @@ class PackedTransform(Transform):
     def update_(self, name: str, u: Any, t: int, shared: bool = False) -> None:
         raise NotImplementedError
 
+    def fused_step_(
+        self, name: str, p: Any, g: Any, t: int, opt: PackedOptimizer, decay: bool
+    ) -> bool:
+        """This transform and the step ``p_k -= lr_k (u_k + wd_k p_k)`` in one fused kernel,
+        for a parameter with a member axis; False (nothing done) when there is no kernel for
+        this transform or these arrays, and the optimizer takes the NumPy path."""
+        return False
+
+    def take(self, members: np.ndarray) -> PackedTransform:
+        """A copy for the ``members`` listed: their scalars and state rows (copies)."""
+        part = copy.copy(self)
+        part.members = len(members)
+        for attr in self.member_attrs:
+            setattr(part, attr, getattr(self, attr)[members])
+        part.state = {
+            slot: {name: arr[members] for name, arr in arrays.items()}
+            for slot, arrays in self.state.items()
+        }
+        part._flat, part._views, part._step_views, part._step = {}, {}, {}, 0
+        return part
+
+    def put(self, members: np.ndarray, part: PackedTransform) -> None:
+        """Write the state rows of ``part`` (from :meth:`take` of ``members``) back."""
+        for slot, arrays in part.state.items():
+            store = self.state[slot]
+            for name, arr in arrays.items():
+                full = store.get(name)
+                if full is None:
+                    xp = array_module(arr)
+                    full = store[name] = xp.zeros((self.members, *arr.shape[1:]), arr.dtype)
+                full[members] = arr
+
 
 class PackedScaleByMomentum(PackedTransform):
     """``v_k = beta_k v_k + (1 - beta_k) u_k``; ``u := v`` (the notes' Momentum, per member)."""
 
     slots = ("v",)
+    member_attrs = ("beta",)
 
     def __init__(self, members: int, beta: Any = 0.9) -> None:
         super().__init__(members)
@@ -168,6 +212,7 @@ class PackedScaleByRMS(PackedTransform):
     ``s_hat = s / (1 - beta_k^t)`` under bias correction, else ``s``."""
 
     slots = ("s",)
+    member_attrs = ("beta", "eps")
 
     def __init__(
         self, members: int, beta: Any = 0.9, eps: Any = 1e-8, bias_correction: bool = False
@@ -196,12 +241,56 @@ class PackedScaleByAdam(PackedTransform):
     """
 
     slots = ("v", "s")
+    member_attrs = ("beta1", "beta2", "eps")
 
     def __init__(self, members: int, beta1: Any = 0.9, beta2: Any = 0.999, eps: Any = 1e-8):
         super().__init__(members)
         self.beta1 = self._betas("Adam beta1", beta1)
         self.beta2 = self._betas("Adam beta2", beta2)
         self.eps = member_values("eps", eps, members, low=0.0, low_open=True)
+        self._table_key: tuple | None = None
+        self._table: Any = None
+
+    def _step_table(self, t: int, opt: PackedOptimizer, dtype: Any) -> np.ndarray:
+        """The kernel's scalars for step ``t``, one row per member, each value formed in
+        float64 (the corrections as :func:`bias_corrections` forms them) and rounded once to
+        ``dtype``, as the NumPy path's views round them:
+        ``beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, eps, wd, lr``."""
+        lr, wd = opt.lr, opt.weight_decay
+        key = (t, dtype, self.beta1, self.beta2, self.eps, lr, wd)
+        old = self._table_key
+        if (
+            old is None
+            or old[0] != t
+            or old[1] != dtype
+            or any(a is not b for a, b in zip(old[2:], key[2:], strict=True))
+        ):
+            b1, b2 = self.beta1, self.beta2
+            columns = (b1, 1.0 - b1, b2, 1.0 - b2, bias_corrections(b1, t))
+            columns += (bias_corrections(b2, t), self.eps, wd, lr)
+            self._table = np.stack(columns, axis=1).astype(dtype)
+            self._table_key = key  # holds the arrays: their ids are not reused while cached
+        return self._table
+
+    def fused_step_(self, name, p, g, t, opt, decay):
+        if type(p) is not np.ndarray or p.ndim < 2 or not kernels.usable(p, g):
+            return False
+        v, s = self._slot("v", name, p), self._slot("s", name, p)
+        if not kernels.usable(p, g, v, s):
+            return False
+        from deepfit.kernels._packed import packed_adam_step
+
+        k = p.shape[0]
+        packed_adam_step(
+            p.reshape(k, -1),
+            g.reshape(k, -1),
+            v.reshape(k, -1),
+            s.reshape(k, -1),
+            self._step_table(t, opt, p.dtype),
+            opt.active,
+            decay,
+        )
+        return True
 
     def update_(self, name, u, t, shared=False):
         xp = array_module(u)
@@ -284,9 +373,19 @@ class PackedOptimizer:
             )
         self.t += 1
         frozen = np.flatnonzero(~self.active)
+        decaying = bool(self.weight_decay.any())
+        fused = self.transforms[0] if len(self.transforms) == 1 else None
         for name, p in params.items():
             g = grads[name]
             shared = name in self.shared
+            if (
+                fused is not None
+                and not shared
+                and fused.fused_step_(
+                    name, p, g, self.t, self, decaying and self.decay_filter(name)
+                )
+            ):
+                continue
             u = self._scratch.get(name)
             if u is None or u.shape != g.shape or u.dtype != p.dtype or type(u) is not type(p):
                 u = array_module(p).empty_like(p)
@@ -294,12 +393,40 @@ class PackedOptimizer:
             u[...] = g
             for transform in self.transforms:
                 transform.update_(name, u, self.t, shared)
-            if self.weight_decay.any() and self.decay_filter(name):
+            if decaying and self.decay_filter(name):
                 u += self._view(self.weight_decay, p, shared, "weight_decay") * p
             u *= self._view(self.lr, p, shared, "learning rate")
             if frozen.size and not shared:
                 u[frozen] = 0
             p -= u
+
+    def take(self, members: Sequence[int]) -> PackedOptimizer:
+        """An optimizer of the ``members`` listed only (in that order), to step a compact
+        model of them (:meth:`deepfit.nn.packed.PackedSequential.take`): their learning
+        rates, weight decays, transform scalars, ``active`` flags and state rows (copies),
+        and the step count. Member ``j`` of the copy moves exactly as member
+        ``members[j]`` would here; :meth:`put` writes it back."""
+        idx = np.asarray(members, dtype=np.int64)
+        if self.shared:
+            raise DeepfitError("an optimizer of shared parameters cannot take some members")
+        part = copy.copy(self)
+        part.members = len(idx)
+        part._lr = self._lr[idx]
+        part.weight_decay = self.weight_decay[idx]
+        part.active = self.active[idx]
+        part.transforms = [tr.take(idx) for tr in self.transforms]
+        part.shared = set()
+        part._views, part._scratch = {}, {}
+        return part
+
+    def put(self, members: Sequence[int], part: PackedOptimizer) -> None:
+        """Write back what ``part`` (:meth:`take` of ``members``) learned: the step count,
+        the ``active`` flags and the state rows (learning rates stay this optimizer's)."""
+        idx = np.asarray(members, dtype=np.int64)
+        self.t = part.t
+        self.active[idx] = part.active
+        for transform, piece in zip(self.transforms, part.transforms, strict=True):
+            transform.put(idx, piece)
 
     def state_dict(self) -> dict[str, Any]:
         """``t``, ``lr``, ``weight_decay``, ``active`` and every state array, keyed
