@@ -205,3 +205,62 @@ def test_mlflows_environment_variables_choose_the_store_and_experiment(
     (run,) = runs(client, f"tags.`deepfit.run_dir` = '{(tmp_path / 'env-run').resolve()}'")
     assert run.info.run_id == summary["mlflow_run_id"]
     assert [s for s, _ in history(client, run.info.run_id, "train_loss")] == [1, 2]
+
+
+TABLE = "x1,x2,color,y\n" + "".join(
+    f"{i % 7},{(i * 3) % 11},{['red', 'green', 'blue'][i % 3]},{(i % 7) * 2.5 + i / 97:.3f}\n"
+    for i in range(60)
+)
+
+
+@pytest.mark.slow
+def test_train_data_budget_logs_the_winner_as_a_plain_train_does(store, tmp_path, capsys):
+    uri, client = store
+    data = tmp_path / "t.csv"
+    data.write_text(TABLE)
+    out = tmp_path / "search"
+    args = ["train", "--data", str(data), "--target", "y", "--budget", "3s", "--out", str(out)]
+    args += ["--set", "train.epochs=3", "-q"]
+    assert main([*args, "--tracking-uri", uri, "--experiment-name", EXPERIMENT]) == 0
+    best = (out / "best").resolve()
+    (run,) = runs(client, f"tags.`deepfit.run_dir` = '{best}'")
+    assert run.info.status == "FINISHED" and run.info.run_name == "search/best"
+    assert run.data.tags["deepfit.search_dir"] == str(out.resolve())
+    # the winner's resolved config, epochs, final evaluation and files: a plain train's run
+    expected = {
+        k: v if isinstance(v, str) else json.dumps(v)
+        for k, v in C.flatten(C.read_raw(best / "config.toml"))
+    }
+    assert run.data.params == expected and run.data.params["train.epochs"] == "3"
+    with open(best / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 1
+    for key in ("train_loss", "dev_loss", "lr"):
+        assert history(client, run.info.run_id, key) == [
+            (int(r["epoch"]), pytest.approx(float(r[key]))) for r in rows
+        ]
+    summary = json.loads((best / "summary.json").read_text())
+    m = run.data.metrics
+    assert m["final_test_r2"] == pytest.approx(summary["test"]["r2"])
+    assert m["epochs_run"] == summary["epochs_run"] and m["n_params"] == summary["n_params"]
+    assert m["search_complete"] >= 1
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.npz", "config.toml", "metrics.csv", "summary.json"} <= names
+    assert {"trials.csv", "best.toml"} <= names
+    local = client.download_artifacts(run.info.run_id, "model.npz", str(tmp_path))
+    assert Path(local).read_bytes() == (best / "model.npz").read_bytes()
+    with open(out / "trials.csv", newline="") as f:
+        trials = list(csv.DictReader(f))
+    assert run.data.tags["deepfit.best_trial"] in {t["number"] for t in trials}
+
+
+def test_train_data_budget_refuses_a_bad_tracking_uri_before_any_trial(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    data = tmp_path / "t.csv"
+    data.write_text(TABLE)
+    out = tmp_path / "search"
+    args = ["train", "--data", str(data), "--target", "y", "--budget", "1m", "--out", str(out)]
+    assert main([*args, "--tracking-uri", "nosuchscheme://x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: MLflow tracking URI nosuchscheme://x:") and "\n" not in err
+    assert not (out / "study.db").exists()

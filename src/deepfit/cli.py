@@ -207,8 +207,18 @@ def train(
 
         out = out if out is not None else Path("runs") / f"{stem}-search"
         fixed = [configuration.parse_override(s)[0] for s in set_ or []]
+        tracked = mlflow or tracking_uri or experiment_name
         train_budgeted(
-            resolved, out, budget, fixed=fixed, quiet=quiet, json_=json_, new_search=overwrite
+            resolved,
+            out,
+            budget,
+            fixed=fixed,
+            quiet=quiet,
+            json_=json_,
+            new_search=overwrite,
+            track={"tracking_uri": tracking_uri, "experiment_name": experiment_name}
+            if tracked
+            else None,
         )
         return
     out = out if out is not None else Path("runs") / stem

@@ -9,6 +9,8 @@ directory's files as artifacts (``model.npz``, ``config.toml``, ``metrics.csv``,
 config with its ``[tune]`` table as parameters; at the end the best value, ``trials.csv``,
 ``best.toml`` and the figures) and every trial, as it ends, as a run nested under it (its
 values, its per-epoch dev metric, its state).
+``deepfit train --data FILE --budget 5m --mlflow`` logs the winner the search trains into
+``OUT/best`` as one run, as ``train --mlflow`` would (with the search's ``trials.csv``).
 
 Where: the tracking URI given (``--tracking-uri``: ``sqlite:///mlflow.db``, a folder, or a
 tracking server's ``http://host:5000``), else MLflow's own choice (``MLFLOW_TRACKING_URI``,
@@ -262,6 +264,75 @@ def run(
         raise
     finally:
         tracker.end(_status(error))
+
+
+def log_run_dir(tracker: Tracker, run_dir: Path) -> None:
+    """A finished run directory logged as :func:`run` logs a run while it trains: its
+    ``config.toml`` flattened into parameters, each row of ``metrics.csv`` at step = its
+    epoch, then :func:`log_summary` of its ``summary.json`` and its files."""
+    import csv
+    import json
+
+    from deepfit.config import read_raw
+
+    tracker.log_params(_flat(read_raw(run_dir / "config.toml")))
+    with open(run_dir / "metrics.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            values = {}
+            for key, text in row.items():
+                try:
+                    values[key] = float(text)
+                except (TypeError, ValueError):  # an empty cell: nothing measured
+                    continue
+            step = int(values.pop("epoch"))
+            tracker.log_metrics(values, step=step)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    log_summary(tracker, summary, run_dir)
+
+
+def search_run(
+    search: Any,
+    out: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+) -> dict[str, Any]:
+    """``deepfit train --data FILE --budget 5m --mlflow``: ``search()`` (a table search that
+    trains its winner into ``OUT/best``, returning its summary) with the winner logged to an
+    MLflow run as ``deepfit train --mlflow`` logs a run (:func:`log_run_dir`), plus the search's
+    ``trials.csv`` and ``best.toml`` and its counts. The run is opened first, so a bad tracking
+    URI is refused before any trial; a search without a completed trial ends it FAILED."""
+    search_dir = Path(out).resolve()
+    where = search_dir / "best"
+    tracker = open_run(
+        tracking_uri=tracking_uri,
+        experiment_name=experiment_name,
+        run_name=f"{search_dir.name}/best",
+        key=run_key("run", where),
+        tags={"deepfit.run_dir": str(where), "deepfit.search_dir": str(search_dir)},
+    )
+    error: BaseException | None = None
+    status = "FINISHED"
+    try:
+        summary = search()
+        counts = {k: summary.get(k) for k in ("counted", "complete", "pruned", "failed")}
+        tracker.log_metrics({f"search_{k}": v for k, v in counts.items() if v is not None})
+        best_run = summary.get("best_run")
+        if best_run is None:
+            tracker.set_tags({"deepfit.error": "no trial of the search completed"})
+            status = "FAILED"
+        else:
+            log_run_dir(tracker, Path(best_run["out"]))
+            tracker.set_tags({"deepfit.best_trial": best_run.get("trial")})
+            files = (search_dir / name for name in ("trials.csv", "best.toml"))
+            tracker.log_artifacts(p for p in files if p.is_file())
+        summary["mlflow_run_id"] = tracker.run_id
+        return summary
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        tracker.end(_status(error) if error is not None else status)
 
 
 # -- a study ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -236,20 +236,32 @@ def train_budgeted(
     quiet: bool = False,
     json_: bool = False,
     new_search: bool = False,
+    track: dict[str, Any] | None = None,
 ) -> None:
     """``deepfit train --data FILE --target COL --budget 5m`` (see
     :mod:`deepfit.tuning.table_search`): the search's rows as they end, then the winner's
-    run summary. ``new_search`` (``--overwrite``) discards an earlier search in ``out``."""
+    run summary. ``new_search`` (``--overwrite``) discards an earlier search in ``out``;
+    ``track`` (``tracking_uri``, ``experiment_name``) logs the winner to MLflow
+    (:func:`deepfit.tracking.search_run`)."""
     from deepfit.tuning.budget import format_duration, parse_duration
     from deepfit.tuning.study import format_point
     from deepfit.tuning.table_search import search_table
 
     parse_duration(budget)
     echo = (lambda line: None) if quiet or json_ else (lambda line: typer.echo(line))
-    try:
-        summary = search_table(resolved, out, budget, fixed=fixed, echo=echo, new_study=new_search)
-    except DeepfitError as exc:  # deepfit train's word for tune's --new-study is --overwrite
-        raise DeepfitError(str(exc).replace("--new-study", "--overwrite")) from None
+
+    def search() -> dict[str, Any]:
+        try:
+            return search_table(resolved, out, budget, fixed=fixed, echo=echo, new_study=new_search)
+        except DeepfitError as exc:  # deepfit train's word for tune's --new-study is --overwrite
+            raise DeepfitError(str(exc).replace("--new-study", "--overwrite")) from None
+
+    if track is None:
+        summary = search()
+    else:
+        from deepfit import tracking
+
+        summary = tracking.search_run(search, out, **track)
     if json_:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
