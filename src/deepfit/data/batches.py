@@ -7,6 +7,7 @@ epoch is kept, so every example is seen exactly once per epoch.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -167,3 +168,35 @@ def iterate_minibatches(
             yield (Xb, y[idx]) if w is None else (Xb, y[idx], w[idx])
 
     return epoch()
+
+
+class BatchSource(ABC):
+    """Training rows that are not one array in memory (a table streamed from disk,
+    :class:`deepfit.data.streaming.TableStream`), given to
+    :meth:`deepfit.training.trainer.Trainer.fit` in place of ``X``.
+
+    An epoch is one call of :meth:`batches`: ``(x, y, w)`` mini-batches (``w`` None without
+    example weights) covering each of the :attr:`n_rows` rows once, the last batch short, as
+    :func:`iterate_minibatches` gives them; every random draw comes from the ``rng`` passed.
+    """
+
+    n_rows: int
+    n_features: int
+    weighted: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_features)
+
+    @abstractmethod
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[Any, ...]]:
+        """One epoch of ``(x, y, w)`` batches."""
+
+    @abstractmethod
+    def digest(self) -> str:
+        """A fingerprint of the rows (a checkpoint resumes only on the same ones)."""
+
+    def rows(self) -> Any:
+        """The rows' features in a fixed order, sliceable as ``rows[i:j]`` (batch norm's
+        statistics after weight averaging), or None when they cannot be read again."""
+        return None

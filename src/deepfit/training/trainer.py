@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfit.backend import array_module, to_numpy
-from deepfit.data.batches import RowGather, check_sample_weight, minibatches
+from deepfit.data.batches import BatchSource, RowGather, check_sample_weight, minibatches
 from deepfit.data.mixup import Mixup
 from deepfit.errors import DataError, DeepfitError
 from deepfit.nn.batchnorm import BatchNorm
@@ -298,13 +298,20 @@ class Trainer:
         (then the dev metrics are weighted means, as Keras'). ``resume=True`` continues from
         the file of the :class:`Checkpoint` callback when it exists (and starts afresh when it
         does not), so the same call works the first time and after a crash.
+
+        ``X`` may be a :class:`~deepfit.data.batches.BatchSource` (a table streamed from disk;
+        ``y`` None, the weights its own): an epoch is then one pass over the source's batches.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise DeepfitError(f"epochs must be a positive integer, got {epochs!r}")
-        X, y = self._check_xy(X, y, "training data")
-        if X.shape[0] == 0:
-            raise DataError("training data has no rows")
-        w = self._weights_for(y, sample_weight, "training data sample_weight", classes=True)
+        source = X if isinstance(X, BatchSource) else None
+        if source is not None:
+            X, y, w = self._check_source(source, y, sample_weight)
+        else:
+            X, y = self._check_xy(X, y, "training data")
+            if X.shape[0] == 0:
+                raise DataError("training data has no rows")
+            w = self._weights_for(y, sample_weight, "training data sample_weight", classes=True)
         dev = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
@@ -317,9 +324,9 @@ class Trainer:
             if dev_w is not None:
                 dev_w = check_sample_weight(dev_w, dev_y.shape[0], "validation data sample_weight")
             dev = (dev_x, dev_y, dev_w)
-        self.weighted = w is not None
+        self.weighted = w is not None if source is None else source.weighted
         self.epochs, self.n_train = epochs, X.shape[0]
-        self.data_digest = data_digest(X, y, w)
+        self.data_digest = data_digest(X, y, w) if source is None else source.digest()
         self.batches_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
@@ -343,11 +350,12 @@ class Trainer:
         if mixup is not None and isinstance(self.loss, SoftmaxCrossEntropy) and y.ndim == 1:
             n_classes = self._n_classes()
         track_accuracy = self.task == "classification" and y.ndim == 1 and mixup is None
-        self.train_inputs = X
+        self.train_inputs = X if source is None else source.rows()
         # every parameter in one buffer, every gradient in another: one optimizer pass per
         # step (a no-op when the model is already flat)
         self.model.flatten_parameters()
-        gather = RowGather(X, self.batch_size)  # each batch's rows, in one reused array
+        # each batch's rows, in one reused array
+        gather = RowGather(X, self.batch_size) if source is None else None
 
         try:
             for cb in self.callbacks:
@@ -364,11 +372,10 @@ class Trainer:
                 lr = self.optimizer.lr  # as the callbacks left it (ReduceLROnPlateau)
                 total_loss, hits, seen = 0.0, 0.0, 0.0
                 params, grads = self.model.params, self.model.grads  # the arrays, not copies
-                for b, idx in enumerate(minibatches(self.n_train, self.batch_size, self.rng)):
-                    if has_batchnorm and idx.size < 2:
+                for b, batch in enumerate(self._epoch_batches(source, gather, y, w)):
+                    if has_batchnorm and batch[1].shape[0] < 2:
                         continue
-                    xb, yb = gather(idx), y[idx]
-                    wb = None if w is None else w[idx]
+                    xb, yb, wb = batch
                     if self.augment is not None:
                         xb = self.augment(xb, self.rng)
                     target = yb
@@ -387,7 +394,7 @@ class Trainer:
                     if self.clip_norm is not None:
                         clip_grad_norm_(grads, self.clip_norm)
                     self.optimizer.step(params, grads)
-                    size = idx.size if wb is None else float(wb.sum())
+                    size = yb.shape[0] if wb is None else float(wb.sum())
                     total_loss += step.data_loss * size
                     if track_accuracy:
                         hits += self._accuracy_hits(step.outputs, yb, wb) or 0
@@ -433,6 +440,35 @@ class Trainer:
         if diverged and self.epoch == 0:
             raise TrainingDiverged(self.stop_reason)
         return self.history
+
+    def _check_source(self, source: BatchSource, y: Any, sample_weight: Any):
+        """``(source, y, w)`` stand-ins for a batch source: its rows' count and width are
+        checked, ``y`` is an empty array of the labels' kind, ``w`` None (the source weights
+        its own rows)."""
+        if y is not None or sample_weight is not None or self.class_weight is not None:
+            raise DataError(
+                "a batch source brings its own targets and weights: pass y=None and no "
+                "sample_weight or class_weight"
+            )
+        if source.n_rows == 0:
+            raise DataError("training data has no rows")
+        n_in = self.model.n_inputs
+        if n_in is not None and source.n_features != n_in:
+            raise DataError(
+                f"training data has {source.n_features} features but the model's input layer "
+                f"expects {n_in}"
+            )
+        labels = np.int64 if self.task == "classification" else np.float32
+        return source, np.zeros(0, dtype=labels), None
+
+    def _epoch_batches(self, source: BatchSource | None, gather: Any, y: Any, w: Any):
+        """One epoch's ``(x, y, w)`` mini-batches: the source's, or the arrays' rows in the
+        order :func:`minibatches` draws (``w`` None without example weights)."""
+        if source is not None:
+            yield from source.batches(self.batch_size, self.rng)
+            return
+        for idx in minibatches(self.n_train, self.batch_size, self.rng):
+            yield gather(idx), y[idx], None if w is None else w[idx]
 
     def _divergence(self, x: Any, target: Any, weight: Any) -> str | None:
         """Whether the epoch ended with unusable weights: non-finite parameters or buffers, or
