@@ -24,6 +24,14 @@ Peak memory (``tracemalloc``, which sees NumPy's allocations) is measured in sep
 runs: one trial alone, and the 16 packed. BLAS runs on one thread in every contender.
 
     .venv/bin/python bench/packed.py [--epochs 40] [--patience 10] [--out bench/packed.md]
+
+``--ab`` measures each lever of the packed step instead (same process, A and B alternating,
+``--reps`` times each, medians): stopped members leaving the computation
+(``PackedTrainer.compact``), the fused Adam kernel, the fused Dense -> ReLU -> Dropout
+kernels (``PackedSequential.fuse``), all JIT kernels (``deepfit.kernels.USE_JIT``), dropout
+seeds read with ``random_raw``; and the batched products of one step in isolation (stacked
+``np.matmul``, a loop of 2-D products into ``out=``, ``einsum``, one product for the shared
+input). It prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as futures
 import multiprocessing
+import os
 import platform
 import statistics
 import sys
@@ -152,6 +161,108 @@ def run_packed(ts: list[dict[str, float]], epochs: int, patience: int):
         return trainer, time.perf_counter() - start
 
 
+def _median_us(fn, number: int = 200, repeat: int = 7) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number * 1e6)
+    return statistics.median(times)
+
+
+def _product_cases(k: int, m: int, a: int, b: int, dtype, rng) -> dict:
+    """Each way of computing one layer's three products for ``k`` members (no loop variables
+    in the closures: each size gets its own call)."""
+    W = (rng.standard_normal((k, a, b)) / np.sqrt(a)).astype(dtype)
+    xs = rng.standard_normal((k, m, a)).astype(dtype)
+    x = xs[0].copy()
+    dz = rng.standard_normal((k, m, b)).astype(dtype)
+    out, gW, dx = np.empty((k, m, b), dtype), np.empty_like(W), np.empty_like(xs)
+    wide = np.ascontiguousarray(W.transpose(1, 0, 2).reshape(a, k * b))
+    WT = np.empty((k, b, a), dtype)
+
+    def via_copy():
+        np.copyto(WT, W.transpose(0, 2, 1))
+        np.matmul(dz, WT, out=dx)
+
+    return {
+        "forward, stacked matmul": lambda: np.matmul(xs, W, out=out),
+        "forward, loop of 2-D matmul out=": lambda: [
+            np.matmul(xs[j], W[j], out=out[j]) for j in range(k)
+        ],
+        "forward, einsum": lambda: np.einsum("kmi,kio->kmo", xs, W, out=out),
+        "forward, shared input broadcast": lambda: np.matmul(x, W, out=out),
+        "forward, shared input as one (m, n_in) x (n_in, K n) product": lambda: x @ wide,
+        "dW, stacked matmul": lambda: np.matmul(xs.transpose(0, 2, 1), dz, out=gW),
+        "dW, loop of 2-D matmul out=": lambda: [
+            np.matmul(xs[j].T, dz[j], out=gW[j]) for j in range(k)
+        ],
+        "dx, stacked matmul with W^T": lambda: np.matmul(dz, W.transpose(0, 2, 1), out=dx),
+        "dx, W^T copied, then stacked matmul": via_copy,
+        "dx, loop of 2-D matmul out=": lambda: [
+            np.matmul(dz[j], W[j].T, out=dx[j]) for j in range(k)
+        ],
+    }
+
+
+def products_ab(k: int = K, m: int = BATCH, dtype=np.float32) -> list[str]:
+    """The batched products of one step, each way, at the bench's sizes (microseconds)."""
+    rng = np.random.default_rng(0)
+    n_in = _PREPARED.train[0].shape[1]
+    sizes = ((n_in, HIDDEN[0]), (HIDDEN[0], HIDDEN[1]), (HIDDEN[1], _PREPARED.n_outputs))
+    rows = []
+    with threadpool_limits(1):
+        for a, b in sizes:
+            for name, fn in _product_cases(k, m, a, b, dtype, rng).items():
+                rows.append(f"| {a} x {b} | {name} | {_median_us(fn):.1f} |")
+    return rows
+
+
+def levers_ab(ts, epochs: int, patience: int, reps: int) -> list[str]:
+    """Each lever off (A) and on (B), alternating in this process: medians of ``reps``."""
+    from deepfit import kernels
+    from deepfit.nn.packed import PackedDropout, PackedSequential
+    from deepfit.optim.packed import PackedScaleByAdam
+
+    def slow_seeds(self, dropping):
+        return np.array(
+            [self.rngs[j].integers(0, 2**64, dtype=np.uint64) for j in dropping], dtype=np.uint64
+        )
+
+    def setter(obj, attr, off, on):
+        return lambda flag: setattr(obj, attr, on if flag else off)
+
+    fast_seeds = PackedDropout.draw_seeds
+    fused_adam = PackedScaleByAdam.fused_step_
+    levers = [
+        ("stopped members leave the computation", setter(PackedTrainer, "compact", False, True)),
+        (
+            "fused packed Adam kernel",
+            setter(PackedScaleByAdam, "fused_step_", lambda *a: False, fused_adam),
+        ),
+        ("fused Dense -> ReLU -> Dropout kernels", setter(PackedSequential, "fuse", False, True)),
+        (
+            "dropout seeds via random_raw",
+            setter(PackedDropout, "draw_seeds", slow_seeds, fast_seeds),
+        ),
+        ("all JIT kernels (DEEPFIT_JIT)", setter(kernels, "USE_JIT", False, True)),
+    ]
+    rows = []
+    for name, switch in levers:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(reps):
+            for flag in (False, True):
+                switch(flag)
+                times[flag].append(run_packed(ts, epochs, patience)[1])
+        switch(True)
+        a, b = statistics.median(times[False]), statistics.median(times[True])
+        rows.append(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def peak_bytes(fn) -> int:
     tracemalloc.start()
     try:
@@ -168,12 +279,36 @@ def main(argv=None) -> int:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "packed.md"))
+    parser.add_argument("--ab", action="store_true", help="A/B of each lever instead")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
     ts = trials()
     base = table_config(str(TABLE), "default", seed=0, overrides=base_overrides(1, 1))
     _PREPARED = experiment.prepare_table_data(base)
     Xtr = _PREPARED.train[0]
     print(f"Default.csv: {Xtr.shape[0]} training rows x {Xtr.shape[1]} features", flush=True)
+    if args.ab:
+        run_packed(ts[:2], 1, 1)  # warm-up: imports, JIT compilation
+        lines = [
+            f"A/B of the levers (16 packed trials, --epochs {args.epochs} --patience "
+            f"{args.patience}; seconds, median of {args.reps}, A and B alternating in one "
+            f"process; load average before: {os.getloadavg()[0]:.1f})",
+            "",
+            "| lever | off (s) | on (s) | speed-up |",
+            "| --- | ---: | ---: | ---: |",
+            *levers_ab(ts, args.epochs, args.patience, args.reps),
+            "",
+            f"Products of one step (float32, K = {K}, batch {BATCH}; microseconds, median; "
+            f"load average before: {os.getloadavg()[0]:.1f})",
+            "",
+            "| layer | product | us |",
+            "| --- | --- | ---: |",
+            *products_ab(),
+            "",
+            f"load average after: {os.getloadavg()[0]:.1f}",
+        ]
+        print("\n".join(lines))
+        return 0
 
     # warm-up (imports, JIT compilation) outside the clocks
     run_one((ts[0], 1, 1))

@@ -17,6 +17,15 @@ learning rate (and schedule), penalties and optimizer scalars (see
 A BatchEnsemble (``kind="batch"``) shares its weights, so its members stop together, on the
 loss of the ensemble's mean prediction.
 
+A stopped member costs nothing from the next epoch on: the epochs train a compact copy of
+the running members (:meth:`~deepfit.nn.packed.PackedSequential.take`, with the optimizer's
+:meth:`~deepfit.optim.packed.PackedOptimizer.take`), written back into the model at each
+epoch's end, and the dev set is predicted by the running members only (a stopped member's
+weights, and so its dev numbers, no longer change). A running member computes exactly what it
+computed in the full network. In the history, a stopped member's ``train_loss`` and
+``train_accuracy`` are NaN (it no longer trains) and its dev numbers are those of its
+final weights.
+
 The ensemble predicts the mean of its members' probabilities (classification) or values
 (regression)::
 
@@ -32,7 +41,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -41,11 +50,11 @@ from deepfit.data.batches import check_sample_weight, minibatches
 from deepfit.errors import DataError, DeepfitError
 from deepfit.io import load_arrays, remove_stale_temporaries, save_arrays
 from deepfit.nn.losses import Loss, SigmoidBinaryCrossEntropy, get_loss
-from deepfit.nn.objective import forward_backward
 from deepfit.nn.packed import (
     PackedBatchNorm,
     PackedDropout,
     PackedLoss,
+    PackedPenalty,
     PackedSequential,
     packed_penalties,
 )
@@ -53,6 +62,20 @@ from deepfit.optim.packed import PackedAdam, PackedOptimizer, member_values
 
 CHECKPOINT_FORMAT = "deepfit-packed-checkpoint"
 MODEL_FORMAT = "deepfit-packed-model"
+
+
+class _Running:
+    """What trains the running members in an epoch: the trainer's own model, optimizer and
+    penalties (``rows`` is ``None``) or compact copies of the members ``rows``."""
+
+    def __init__(
+        self,
+        model: PackedSequential,
+        optimizer: PackedOptimizer,
+        penalties: list[PackedPenalty],
+        rows: np.ndarray | None,
+    ) -> None:
+        self.model, self.optimizer, self.penalties, self.rows = model, optimizer, penalties, rows
 
 
 class PackedTrainer:
@@ -85,6 +108,12 @@ class PackedTrainer:
     checkpoint : path, optional
         Written at the end of every epoch; ``fit(..., resume=True)`` continues from it.
     """
+
+    #: Whether stopped members leave the computation (a compact copy of the running ones
+    #: trains; off: they stay in it, frozen). A class attribute so that
+    #: ``bench/packed.py --ab`` can compare both in one process; the running members'
+    #: numbers are the same either way.
+    compact: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -153,6 +182,9 @@ class PackedTrainer:
         self.best_state: dict[str, np.ndarray] | None = None
         self.good_state: dict[str, np.ndarray] | None = None
         self.optimizer.active[...] = True
+        # the dev predictions and losses of every member, and which are out of date
+        self._dev_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._dev_stale = np.ones(k, dtype=bool)
 
     # -- helpers ------------------------------------------------------------------------------
     @property
@@ -216,17 +248,53 @@ class PackedTrainer:
             else:
                 target[name][members] = value[members]
 
-    def _restore_members(self, source: dict[str, np.ndarray], members: np.ndarray) -> None:
+    def _restore_members(
+        self,
+        source: dict[str, np.ndarray],
+        members: np.ndarray,
+        model: PackedSequential | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        """``model``'s rows ``rows`` (default: the trainer's model, rows ``members``) get the
+        members' arrays of ``source`` (shared arrays whole)."""
         if not members.size:
             return
-        shared = self.model.shared_names()
-        state = self.model.state_dict()
+        model = self.model if model is None else model
+        rows = members if rows is None else rows
+        shared = model.shared_names()
+        state = model.state_dict()
         for name in state:
             if name in shared:
                 state[name] = source[name]
             else:
-                state[name][members] = source[name][members]
-        self.model.load_state_dict(state)
+                state[name][rows] = source[name][members]
+        model.load_state_dict(state)
+
+    def _running(self) -> _Running:
+        """The model, optimizer and penalties that train the running members this epoch:
+        the trainer's own while every member runs (or its members share weights), else
+        compact copies of the running members (their learning rates set)."""
+        live = np.flatnonzero(self.optimizer.active)
+        if (
+            not self.compact
+            or live.size == self.members
+            or self.model.kind != "deep"
+            or self.model.shared_names()
+            or self.optimizer.shared
+        ):
+            return _Running(self.model, self.optimizer, self.penalties, None)
+        return _Running(
+            self.model.take(live),
+            self.optimizer.take(live),
+            packed_penalties(self.l2[live], self.l1[live], live.size),
+            live,
+        )
+
+    def _write_back(self, run: _Running) -> None:
+        """Put what the compact copies learned back into the trainer's model and optimizer."""
+        if run.rows is not None:
+            self.model.put(run.rows, run.model)
+            self.optimizer.put(run.rows, run.optimizer)
 
     def _stop(self, members: np.ndarray, reason: str) -> None:
         for k in members:
@@ -284,34 +352,42 @@ class PackedTrainer:
         if self.good_state is None:
             self.good_state = self.model.state_dict()
             self.best_state = self.model.state_dict()
-        params, grads = self.model.params, self.model.grads
         track_accuracy = self.task == "classification" and y.ndim == 1
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while self.epoch < epochs and self.optimizer.active.any():
                 epoch, start = self.epoch, time.perf_counter()
                 self._lr_for(epoch)
                 lr = [float(v) for v in self.optimizer.lr]
-                totals, hits, seen = np.zeros(k), np.zeros(k), 0.0
+                run = self._running()
+                rows = np.arange(k) if run.rows is None else run.rows
+                if run.rows is not None:
+                    run.optimizer.lr = self.optimizer.lr[rows]
+                params, grads, opt = run.model.params, run.model.grads, run.optimizer
+                decay = run.model.decay_names()
+                penalized = ([params[n] for n in decay], [grads[n] for n in decay])
+                totals, hits, seen = np.zeros(rows.size), np.zeros(rows.size), 0.0
                 for idx in minibatches(self.n_train, self.batch_size, self.rng):
                     if has_bn and idx.size < 2:
                         continue
                     xb, yb = X[idx], y[idx]
                     wb = None if w is None else w[idx]
-                    step = forward_backward(self.model, self.loss, xb, yb, self.penalties, wb)
+                    outputs = _train_step(run.model, self.loss, xb, yb, wb)
+                    for penalty in run.penalties:
+                        penalty.add_grad(*penalized, idx.size)
                     values = self.loss.values
                     if self.terminate_on_nan:
-                        bad = np.flatnonzero(~np.isfinite(values) & self.optimizer.active)
+                        bad = np.flatnonzero(~np.isfinite(values) & opt.active)
                         if bad.size:
-                            self._diverged(
-                                bad if not batch_kind else np.arange(k), epoch, "non-finite loss"
-                            )
-                            if not self.optimizer.active.any():
+                            if batch_kind:
+                                bad = np.arange(k)
+                            self._diverged(rows[bad], epoch, "non-finite loss", run, bad)
+                            if not opt.active.any():
                                 break
-                    self.optimizer.step(params, grads)
+                    opt.step(params, grads)
                     size = idx.size if wb is None else float(wb.sum())
                     totals += values * size
                     if track_accuracy:
-                        probs = to_numpy(step.outputs)
+                        probs = to_numpy(outputs)
                         hits += (
                             np.asarray(
                                 self._accuracy(
@@ -321,6 +397,7 @@ class PackedTrainer:
                             * size
                         )
                     seen += size
+                self._write_back(run)
                 if self.terminate_on_nan:
                     bad = np.flatnonzero(~self._member_finite() & self.optimizer.active)
                     if bad.size:
@@ -328,11 +405,15 @@ class PackedTrainer:
                             bad if not batch_kind else np.arange(k), epoch, "non-finite weights"
                         )
                 logs: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-                logs["train_loss"] = [float(v) for v in totals / max(seen, 1e-300)]
+                trained = np.full(k, math.nan)  # a member that no longer trains: NaN
+                trained[rows] = totals / max(seen, 1e-300)
+                logs["train_loss"] = [float(v) for v in trained]
                 if track_accuracy:
-                    logs["train_accuracy"] = [float(v) for v in hits / max(seen, 1e-300)]
+                    trained[rows] = hits / max(seen, 1e-300)
+                    logs["train_accuracy"] = [float(v) for v in trained]
                 if dev is not None:
-                    logs.update({f"dev_{key}": v for key, v in self.evaluate(*dev).items()})
+                    scores = self._dev_scores(dev, run.rows)
+                    logs.update({f"dev_{key}": v for key, v in scores.items()})
                 monitor = np.asarray(logs["dev_loss"] if dev is not None else logs["train_loss"])
                 if batch_kind:
                     ens = logs.get("dev_ensemble_loss", float(np.mean(monitor)))
@@ -371,13 +452,26 @@ class PackedTrainer:
             self._restore_members(self.best_state, chosen)
         return self.history
 
-    def _diverged(self, members: np.ndarray, epoch: int, what: str) -> None:
-        """Freeze ``members`` and put back their weights of the last epoch that ended finite."""
+    def _diverged(
+        self,
+        members: np.ndarray,
+        epoch: int,
+        what: str,
+        run: _Running | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        """Freeze ``members`` and put back their weights of the last epoch that ended finite
+        (in the compact copy ``run``, rows ``rows``, while one trains)."""
         self._stop(
             members,
             f"diverged: {what} in epoch {epoch + 1}; frozen with the weights of epoch {self.epoch}",
         )
-        self._restore_members(self.good_state, members)
+        self._dev_stale[members] = True
+        if run is not None and run.rows is not None:
+            run.optimizer.active[rows] = False
+            self._restore_members(self.good_state, members, run.model, rows)
+        else:
+            self._restore_members(self.good_state, members)
 
     # -- inference ----------------------------------------------------------------------------
     def predict_members(self, X: Any, batch_size: int = 4096) -> np.ndarray:
@@ -398,17 +492,48 @@ class PackedTrainer:
         w = None
         if sample_weight is not None:
             w = check_sample_weight(sample_weight, y.shape[0], "evaluation data sample_weight")
+        probs, values = self._member_predictions(self.model, X, y, w, batch_size)
+        return self._scores(probs, values, y, w)
+
+    def _member_predictions(
+        self, model: PackedSequential, X: np.ndarray, y: np.ndarray, w: Any, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``model``'s members' probabilities (or values) ``(K, m, c)`` and losses ``(K,)``."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            logits = self.model.predict_members(X, batch_size=batch_size)
+            logits = model.predict_members(X, batch_size=batch_size)
             self.loss.forward(logits, y, w)
-            probs = to_numpy(self.loss.output(logits))
+            return to_numpy(self.loss.output(logits)), np.array(self.loss.values, np.float64)
+
+    def _scores(
+        self, probs: np.ndarray, values: np.ndarray, y: np.ndarray, w: Any
+    ) -> dict[str, Any]:
+        """What :meth:`evaluate` returns, from every member's predictions and losses."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             mean = probs.mean(axis=0)
-            result: dict[str, Any] = {"loss": [float(v) for v in self.loss.values]}
+            result: dict[str, Any] = {"loss": [float(v) for v in values]}
             result["ensemble_loss"] = _prediction_loss(self.loss.base, mean, y, w)
         if self.task == "classification" and y.ndim == 1:
             result["accuracy"] = [float(v) for v in self._accuracy(probs, y, w)]
             result["ensemble_accuracy"] = float(self._accuracy(mean, y, w))
         return result
+
+    def _dev_scores(self, dev: tuple[Any, ...], rows: np.ndarray | None) -> dict[str, Any]:
+        """:meth:`evaluate` on the dev set after an epoch that trained ``rows`` (``None``:
+        every member): only those members, and the members whose weights changed since
+        they were last predicted, are predicted again; the others' weights are frozen, so
+        their kept predictions are what predicting them again would give."""
+        X, y, w = dev
+        cache = self._dev_cache
+        if rows is None or cache is None:
+            probs, values = self._member_predictions(self.model, X, y, w, 4096)
+            self._dev_cache = (probs, values)
+        else:
+            probs, values = cache
+            again = np.union1d(rows, np.flatnonzero(self._dev_stale))
+            part = self.model.take(again)
+            probs[again], values[again] = self._member_predictions(part, X, y, w, 4096)
+        self._dev_stale[...] = False
+        return self._scores(probs, values, y, w)
 
     # -- files --------------------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
@@ -540,6 +665,17 @@ def load_packed_model(path: str | Path) -> tuple[PackedSequential, PackedLoss]:
     except DeepfitError as exc:
         raise DeepfitError(f"{path}: {exc}") from None
     return model, PackedLoss(get_loss(names[meta["loss"]], **meta.get("loss_options", {})))
+
+
+def _train_step(model: PackedSequential, loss: PackedLoss, x: Any, y: Any, weight: Any) -> Any:
+    """Training-mode forward, loss and backward (the gradients of the data loss land in
+    ``model.grads``; the caller adds the penalties' gradients): what
+    :func:`~deepfit.nn.objective.forward_backward` does, without the penalties' values, which
+    the trainer does not log. Returns the outputs."""
+    outputs = model.forward(x, training=True)
+    loss.forward(outputs, y, weight)
+    model.backward(loss.backward(), input_grad=False)
+    return outputs
 
 
 def _sigmoid_np(logits: np.ndarray) -> np.ndarray:
