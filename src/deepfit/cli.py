@@ -163,6 +163,14 @@ def train(
             "into OUT/best.",
         ),
     ] = None,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Train a Parquet or .npy table from disk, chunk by chunk, for tables larger "
+            "than memory (data.stream; default: the config's).",
+        ),
+    ] = None,
 ) -> None:
     """Train the model of CONFIG (or of a table: --data FILE --target COL) and write a run
     directory.
@@ -177,6 +185,8 @@ def train(
         raise DeepfitError("give a config file, or a table with --data FILE --target COLUMN")
     if data is None and (target is not None or drop is not None):
         raise DeepfitError("--target and --drop go with --data FILE")
+    if stream is not None:
+        set_ = [*(set_ or []), f"data.stream={'true' if stream else 'false'}"]
     if data is not None:
         from deepfit.recipes import table_config
 

@@ -199,6 +199,17 @@ def image_size() -> tuple[Check, str]:
     return check, rule
 
 
+def stream_choice() -> tuple[Check, str]:
+    rule = 'true, false or "auto"'
+
+    def check(value: Any) -> Any:
+        if not (isinstance(value, bool) or value == "auto"):
+            raise ValueError(rule)
+        return value
+
+    return check, rule
+
+
 def seed32() -> tuple[Check, str]:
     rule = "an integer in [0, 2**32 - 1] (a NumPy RandomState seed)"
 
@@ -227,7 +238,7 @@ def key(default: Any, spec: tuple[Check, str], doc: str = "") -> Key:
 
 DATA_SOURCES = (
     "digits", "breast_cancer", "wine", "iris", "circles", "moons", "idx", "mnist",
-    "fashion_mnist", "csv", "parquet", "npz", "images",
+    "fashion_mnist", "csv", "parquet", "npy", "npz", "images",
 )  # fmt: skip
 
 INITS = (
@@ -285,6 +296,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "image_size": key(0, image_size(), "images: resize to [height, width] (or a side)"),
         "color": key("grey", choice("grey", "gray", "rgb"), "images: grey or rgb pixels"),
         "max_examples": key(0, number(0, integer=True), "use at most this many (0: all)"),
+        "stream": key(
+            False,
+            stream_choice(),
+            "train a Parquet / .npy table from disk, chunk by chunk (data/streaming.py); "
+            "auto: when it would take more than a quarter of the memory available",
+        ),
+        "shuffle_buffer": key(
+            65536, number(1, integer=True), "streamed tables: rows of the shuffle buffer"
+        ),
         "n_samples": key(500, number(10, integer=True), "size of circles / moons"),
         "noise": key(0.1, number(0), "noise of circles / moons"),
         "cache_dir": key("", text(), "download cache for mnist / fashion_mnist"),
@@ -630,7 +650,13 @@ def validate(config: Mapping[str, Any], *, fill: bool = True) -> dict[str, Any]:
 def _check_cross_fields(config: dict[str, Any]) -> None:
     data, model = config.get("data", {}), config.get("model", {})
     source = data.get("source")
-    needs = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels"), "images": ("path",)}
+    needs = {
+        "csv": ("path",),
+        "npz": ("path",),
+        "npy": ("path",),
+        "idx": ("images", "labels"),
+        "images": ("path",),
+    }
     for field in needs.get(source, ()):
         if not data.get(field):
             raise ConfigError(

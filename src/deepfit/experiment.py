@@ -36,6 +36,7 @@ from deepfit.build import (
 from deepfit.bundle import ModelBundle
 from deepfit.checks.biasvariance import LearningCurve, diagnose, diagnose_metrics
 from deepfit.config import ConfigError, dumps
+from deepfit.data.batches import BatchSource
 from deepfit.data.preprocess import TargetEncoder
 from deepfit.errors import DataError, DeepfitError
 from deepfit.io import FileLock, atomic_write_text, save
@@ -77,7 +78,7 @@ class PreparedData:
 
 def is_table_source(cfg: dict[str, Any]) -> bool:
     """Whether ``[data]`` names a table (CSV or Parquet) read through the tabular path."""
-    if cfg["source"] == "parquet":
+    if cfg["source"] in ("parquet", "npy"):
         return True
     return cfg["source"] == "csv" and not cfg["path"].endswith(".npz")
 
@@ -105,6 +106,38 @@ def prepare_table_data(config: dict[str, Any], table: Any = None) -> PreparedDat
         name=t.name,
         extra={"columns": t.roles.to_dict(), "data_report": t.reports},
         train_weight=t.train_weight,
+        dev_weight=t.dev_weight,
+        preprocessor=t.preprocessor,
+        target=t.target,
+        notes=t.notes,
+    )
+
+
+def prepare_stream_data(config: dict[str, Any]) -> PreparedData:
+    """The tabular path streamed from disk (:mod:`deepfit.data.streaming`): ``train`` is
+    ``(TableStream, None)``, the dev and test splits arrays."""
+    from deepfit.data.streaming import prepare_stream
+
+    cfg, batch = config["data"], config["train"]["batch_size"]
+    if cfg["shuffle_buffer"] < batch:
+        raise ConfigError(
+            f"config key 'data.shuffle_buffer' = {cfg['shuffle_buffer']} must hold at least one "
+            f"batch (train.batch_size = {batch})"
+        )
+    t = prepare_stream(cfg, seed=streams(config["train"]["seed"])["data"])
+    classes = t.target.class_names
+    return PreparedData(
+        train=(t.train, None),
+        dev=t.dev,
+        test=t.test,
+        task=t.task,
+        n_outputs=len(classes) if t.task == "classification" else 1,
+        standardizer=None,
+        class_names=classes,
+        feature_names=t.preprocessor.input_columns,
+        image_shape=None,
+        name=t.name,
+        extra={"columns": t.roles.to_dict(), "data_report": t.reports},
         dev_weight=t.dev_weight,
         preprocessor=t.preprocessor,
         target=t.target,
@@ -156,7 +189,18 @@ def prepare(config: dict[str, Any]) -> PreparedData:
     """Load, subsample, split, normalize (fitted on train only) and set up augmentation."""
     cfg = config["data"]
     if is_table_source(cfg):
+        from deepfit.data.streaming import read_npy_table, should_stream
+
+        if should_stream(cfg):
+            return prepare_stream_data(config)
+        if cfg["source"] == "npy":
+            return prepare_table_data(config, read_npy_table(cfg["path"], cfg["na_values"]))
         return prepare_table_data(config)
+    if cfg.get("stream") is True:
+        raise ConfigError(
+            f"config key 'data.stream' applies to tables (parquet, npy); source "
+            f"{cfg['source']!r} is read into memory"
+        )
     if cfg["normalize"] in ("robust", "quantile"):
         raise ConfigError(
             f"config key 'data.normalize' = {cfg['normalize']!r} applies to tables (csv, "
@@ -251,6 +295,10 @@ def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray) -> dict[str, float]
     uniformly over the outputs, see :func:`deepfit.metrics.r2_score`), with dropout off."""
     if X.shape[0] == 0:
         return {}
+    if isinstance(X, BatchSource):
+        from deepfit.data.streaming import evaluate_stream
+
+        return evaluate_stream(trainer, X)
     result = trainer.evaluate(X, y)
     if trainer.task == "regression":
         result["r2"] = metrics.r2_score(y, trainer.predict(X))
@@ -433,9 +481,12 @@ def _refit(
     ``epochs`` the early-stopped run found best (``train.refit``): the selection used the dev
     set, the final model learns from it too. Test metrics then come from this model; train
     and dev metrics (and the diagnosis) stay those of the selection run."""
-    X = np.concatenate([data.train[0], data.dev[0]])
-    y = np.concatenate([data.train[1], data.dev[1]])
     weights = None
+    if isinstance(data.train[0], BatchSource):  # the dev rows join the stream
+        X, y = data.train[0].with_dev(*data.dev, data.dev_weight), None
+    else:
+        X = np.concatenate([data.train[0], data.dev[0]])
+        y = np.concatenate([data.train[1], data.dev[1]])
     if data.train_weight is not None:
         dev_weight = data.dev_weight if data.dev_weight is not None else np.ones(len(data.dev[1]))
         weights = np.concatenate([data.train_weight, dev_weight])
@@ -547,6 +598,11 @@ def learning_curve(
         raise DeepfitError(f"learning-curve fractions must lie in (0, 1], got {list(fractions)}")
     data = prepare(config)
     Xtr, ytr = data.train
+    if isinstance(Xtr, BatchSource):
+        raise DeepfitError(
+            "the learning curve retrains on subsets of the training split in memory; "
+            "set data.stream = false"
+        )
     order = np.random.default_rng(streams(config["train"]["seed"])["data"]).permutation(len(Xtr))
     sizes, train_errors, dev_errors = [], [], []
     for f in sorted(fractions):

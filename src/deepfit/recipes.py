@@ -112,7 +112,8 @@ def table_config(
     raw = copy.deepcopy(base if base is not None else TABLE_RECIPE)
     data = raw.setdefault("data", {})
     p = Path(path).expanduser()
-    data["source"] = "parquet" if p.suffix.lower() in (".parquet", ".pq") else "csv"
+    suffix = p.suffix.lower()
+    data["source"] = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}.get(suffix, "csv")
     data["path"] = str(p.resolve())
     data["target"] = target
     if drop:

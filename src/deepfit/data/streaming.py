@@ -1210,7 +1210,10 @@ class TableStream(BatchSource):
         The ``[data]`` section (target, weight, missing tokens, shuffle buffer).
     split : HashSplit
     parts : tuple of str
-        ``("train",)``, or ``("train", "dev")`` for a refit on both.
+        The parts of the hash split streamed: ``("train",)``.
+    extra : tuple of arrays, optional
+        ``(X, y)`` or ``(X, y, w)`` rows in memory streamed with the file's as one more chunk
+        (:meth:`with_dev`: the dev split joining the training rows for a refit).
     """
 
     def __init__(
@@ -1219,14 +1222,18 @@ class TableStream(BatchSource):
         cfg: Mapping[str, Any],
         split: HashSplit,
         parts: Sequence[str] = ("train",),
+        extra: tuple[np.ndarray, ...] | None = None,
     ) -> None:
         self.stats, self.cfg, self.split = stats, cfg, split
+        self.extra = extra if extra is not None and len(extra[1]) else None
         self.parts = tuple(parts)
         self.codes = [HashSplit.PARTS.index(p) for p in self.parts]
         self.file = stats.file
         self.na = tuple(dict.fromkeys(["", *cfg["na_values"]]))
         self.shuffle_buffer = int(cfg.get("shuffle_buffer", DEFAULT_SHUFFLE_BUFFER))
         self.chunk_rows = stats.part_rows[:, self.codes].sum(axis=1)
+        if self.extra is not None:
+            self.chunk_rows = np.append(self.chunk_rows, len(self.extra[1]))
         self.n_rows = int(self.chunk_rows.sum())
         self.n_features = stats.preprocessor.n_features
         self.weighted = bool(cfg["weight"]) or stats.class_weights is not None
@@ -1240,11 +1247,19 @@ class TableStream(BatchSource):
         if stats.task == "classification":
             self._class_index = {n: i for i, n in enumerate(stats.target.class_names)}
 
-    def with_parts(self, parts: Sequence[str]) -> TableStream:
-        return TableStream(self.stats, self.cfg, self.split, parts)
+    def with_dev(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> TableStream:
+        """This stream with the dev split's rows (preprocessed, in memory) as one more chunk,
+        as a refit on train + dev concatenates them (weights 1 where dev has none)."""
+        extra: tuple[np.ndarray, ...] = (X, y)
+        if self.weighted:
+            extra = (X, y, np.ones(len(y)) if w is None else np.asarray(w, np.float64))
+        return TableStream(self.stats, self.cfg, self.split, self.parts, extra)
 
     def chunk(self, k: int) -> tuple[np.ndarray, ...]:
-        """``(X, y)`` or ``(X, y, w)`` of chunk ``k``'s rows in :attr:`parts`, file order."""
+        """``(X, y)`` or ``(X, y, w)`` of chunk ``k``'s rows in :attr:`parts`, file order
+        (chunk ``n_chunks``: the extra rows)."""
+        if k == self.file.n_chunks:
+            return self.extra
         f = self.file
         raw = f.read(k, self.columns)
         rows = f.offsets[k] + np.arange(f.chunk_sizes[k])
@@ -1284,14 +1299,14 @@ class TableStream(BatchSource):
 
     def chunks(self, order: Iterable[int] | None = None) -> Iterator[tuple[np.ndarray, ...]]:
         """The preprocessed chunks holding rows of :attr:`parts`, in file order or ``order``."""
-        for k in range(self.file.n_chunks) if order is None else order:
+        for k in range(len(self.chunk_rows)) if order is None else order:
             if self.chunk_rows[k]:
                 yield self.chunk(int(k))
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[Any, ...]]:
         """One epoch: the chunks in a random order, through a shuffle buffer; ``(x, y, w)``
         batches (``w`` None without weights)."""
-        order = rng.permutation(self.file.n_chunks)
+        order = rng.permutation(len(self.chunk_rows))
         buffer = ShuffleBuffer(self.shuffle_buffer, batch_size)
         for batch in buffer.batches(self.chunks(order), rng):
             yield batch if self.weighted else (*batch, None)
@@ -1308,6 +1323,8 @@ class TableStream(BatchSource):
         h.update(json.dumps([about, meta], sort_keys=True, default=str).encode())
         for key in sorted(arrays):
             h.update(np.ascontiguousarray(arrays[key]).tobytes())
+        for a in self.extra or ():
+            h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
     def rows(self) -> StreamRows:
