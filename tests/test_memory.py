@@ -56,3 +56,73 @@ def test_check_training_memory_names_the_key_and_the_estimate(monkeypatch):
         "needs about"
     )
     assert np.isclose(n, 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10)
+
+
+@pytest.mark.parametrize("norm", [None, "batchnorm", "layernorm"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_mlp_params_counts_residual_blocks_and_norms_exactly(residual, norm):
+    model = df.mlp(12, [16, 8, 8], 3, norm=norm, residual=residual, rng=0)
+    entries = sum(v.size for v in model.state_dict().values())
+    assert memory.mlp_params(12, [16, 8, 8], 3, norm=norm, residual=residual) == entries
+    assert sum(memory.layer_params(c) for c in model.config()) == entries
+
+
+def _training_peak(config, n_in: int, n_out: int, rows: int) -> int:
+    """tracemalloc's peak over building and training ``config``'s network for one epoch
+    (with early stopping and a dev set, as a run has them), the data allocated before."""
+    import tracemalloc
+
+    from deepfit.build import build_loss, build_model, build_optimizer
+    from deepfit.training.callbacks import EarlyStopping
+    from deepfit.training.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, n_in)).astype(np.float32)
+    y = rng.integers(0, n_out, rows)
+    dev = (X[:64].copy(), y[:64].copy())
+    loss = "softmax_cross_entropy"
+    tracemalloc.start()
+    try:
+        model = build_model(config, n_in, n_out, loss)
+        trainer = Trainer(
+            model,
+            loss=build_loss(config, loss),
+            optimizer=build_optimizer(config),
+            batch_size=config["train"]["batch_size"],
+            callbacks=[EarlyStopping(patience=3)],
+            seed=0,
+        )
+        trainer.fit(X, y, epochs=1, validation_data=dev)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_estimate_of_residual_blocks_is_within_a_factor_of_the_measured_peak():
+    # the first training of a process imports modules lazily, which tracemalloc counts too
+    _training_peak(validate({"model": {"hidden": [4], "residual": True}}), 8, 2, 64)
+    cases = [
+        # weights dominate: two 512 x 512 matrices per block (the plain stack has one in all)
+        ({"hidden": [512, 512], "residual": True}, {"batch_size": 64}, 256),
+        ({"hidden": [256, 256, 256], "residual": True, "norm": "layernorm"}, {}, 256),
+        # activations dominate: per block the inner width, its output back to d and the sum
+        ({"hidden": [32, 32], "residual": True}, {"batch_size": 2048}, 4096),
+    ]
+    for model, train, rows in cases:
+        config = validate({"model": model, "train": train})
+        estimate = memory.check_training_memory(config, 64, 10)
+        peak = _training_peak(config, 64, 10, rows)
+        # the parameters are counted exactly; activations are allowed 4 copies of each width
+        # (the same allowance as a plain stack, measured at 1.8-2.2x there)
+        assert 0.8 * peak < estimate < 4 * peak, (model, train, estimate, peak)
+
+
+def test_check_training_memory_names_residual_blocks(monkeypatch):
+    monkeypatch.setenv("DEEPFIT_MAX_BYTES", str(8 << 20))
+    plain = validate({"model": {"hidden": [512]}})
+    assert memory.check_training_memory(plain, 64, 10) < 8 << 20
+    residual = validate({"model": {"hidden": [512], "residual": True}})
+    n = memory.mlp_params(64, [512], 10, residual=True)
+    assert n == 64 * 512 + 512 + (512 * 512 + 512) * 2 + 512 * 10 + 10
+    with pytest.raises(DeepfitError, match=f"a network of residual blocks of {n:,} parameters"):
+        memory.check_training_memory(residual, 64, 10)

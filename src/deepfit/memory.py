@@ -8,8 +8,13 @@ the NaN guard's last good ones. So training holds about::
     bytes = n_params * itemsize * (2 + moments + copies) + batch * sum(widths) * itemsize * 4
 
 where the second term is the activations of one mini-batch (forward values, the caches
-backward needs, and the gradients flowing back). Checking this sum against the memory
-available turns a ``MemoryError`` deep inside NumPy into one line naming the config key.
+backward needs, and the gradients flowing back); ``widths`` are the input, every layer output
+that backward keeps, and the output. Residual blocks (``model.residual``) count what they
+build: the stem ``Dense(n_in, d)``, per block ``[norm(d)] -> Dense(d, h) -> Dense(h, d)``
+plus the skip's sum ``z + f(z)`` (two weight matrices and about ``2 d + h`` activations per
+block, not the plain stack's one), the head's ``[norm(d)] -> activation``. Checking this sum
+against the memory available turns a ``MemoryError`` deep inside NumPy into one line naming
+the config key.
 """
 
 from __future__ import annotations
@@ -80,13 +85,61 @@ def architecture_bytes(architecture: Sequence[dict[str, Any]], dtype: Any = "flo
     return 2 * itemsize * sum(layer_params(layer) for layer in architecture)
 
 
-def mlp_params(n_in: int, hidden: Sequence[int], n_out: int, batchnorm: bool = False) -> int:
-    """Parameters and buffers of :func:`deepfit.nn.mlp` with these widths (exact)."""
+NORM_ENTRIES = {"batchnorm": 4, "layernorm": 2}  # gamma, beta (+ running mean, variance)
+
+
+def _norm(batchnorm: bool, norm: str | None) -> str | None:
+    return "batchnorm" if batchnorm else None if norm in (None, "none") else norm
+
+
+def mlp_params(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    batchnorm: bool = False,
+    *,
+    norm: str | None = None,
+    residual: bool = False,
+) -> int:
+    """Parameters and buffers of :func:`deepfit.nn.mlp` with these widths (exact).
+
+    Plain: ``Dense(w_in, w)`` per hidden width ``w`` (no bias under batch norm), its norm,
+    then ``Dense(w_last, n_out)``. Residual, with ``d = hidden[0]`` and ``c`` the norm's
+    entries per unit (batch norm 4, layer norm 2, none 0)::
+
+        (n_in d + d) + sum_h (c d + d h + h + h d + d) + c d + (d n_out + n_out)
+    """
+    norm = _norm(batchnorm, norm)
+    per_unit = NORM_ENTRIES.get(norm or "", 0)
+    if residual and hidden:
+        d = int(hidden[0])
+        total = n_in * d + d + per_unit * d + d * n_out + n_out
+        return total + sum(per_unit * d + 2 * d * int(h) + int(h) + d for h in hidden)
     total, width_in = 0, n_in
     for width in hidden:
-        total += width_in * width + (4 * width if batchnorm else width)
+        bias = 0 if norm == "batchnorm" else width
+        total += width_in * width + bias + per_unit * width
         width_in = width
     return total + width_in * n_out + n_out
+
+
+def activation_widths(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    *,
+    norm: str | None = None,
+    residual: bool = False,
+) -> int:
+    """Values per example that a training step keeps (the ``sum(widths)`` of the module's
+    formula): the input, the outputs of the layers, the output. Plain:
+    ``n_in + sum(hidden) + n_out``; residual (``d = hidden[0]``, ``n`` = 1 with a norm else
+    0): ``n_in + d + sum_h (n d + h + 2 d) + (n + 1) d + n_out``."""
+    if residual and hidden:
+        d, n = int(hidden[0]), 0 if norm in (None, "none") else 1
+        blocks = sum(n * d + int(h) + 2 * d for h in hidden)
+        return n_in + d + blocks + (n + 1) * d + n_out
+    return n_in + sum(int(h) for h in hidden) + n_out
 
 
 def training_bytes(
@@ -99,17 +152,20 @@ def training_bytes(
     optimizer: str = "adam",
     batch_size: int = 64,
     copies: int = 2,
+    norm: str | None = None,
+    residual: bool = False,
 ) -> int:
     """Estimated peak bytes of training :func:`deepfit.nn.mlp` (see the module docstring).
 
     ``copies`` counts the extra full copies of the weights kept during training (early
-    stopping's best weights, the NaN guard's last good ones).
+    stopping's best weights, the NaN guard's last good ones). ``norm`` and ``residual`` as
+    :func:`deepfit.nn.mlp` takes them.
     """
     itemsize = np.dtype(dtype).itemsize
-    n = mlp_params(n_in, hidden, n_out, batchnorm)
+    n = mlp_params(n_in, hidden, n_out, batchnorm, norm=norm, residual=residual)
     per_param = 2 + OPTIMIZER_MOMENTS.get(optimizer, 2) + copies
-    activations = batch_size * (n_in + sum(hidden) + n_out) * 4
-    return (n * per_param + activations) * itemsize
+    widths = activation_widths(n_in, hidden, n_out, norm=_norm(batchnorm, norm), residual=residual)
+    return (n * per_param + batch_size * widths * 4) * itemsize
 
 
 def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
@@ -120,6 +176,7 @@ def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
     from deepfit.io import format_bytes, memory_limit
 
     m, t = config["model"], config["train"]
+    shape = {"norm": m.get("norm"), "residual": bool(m.get("residual"))}
     estimate = training_bytes(
         n_in,
         m["hidden"],
@@ -128,13 +185,15 @@ def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
         dtype=t["dtype"],
         optimizer=t["optimizer"],
         batch_size=t["batch_size"],
+        **shape,
     )
     estimate *= int(m.get("ensemble", 1))  # K packed members: K networks' arrays
     limit = memory_limit()
     if estimate > limit:
-        n = mlp_params(n_in, m["hidden"], n_out, m["batchnorm"])
+        n = mlp_params(n_in, m["hidden"], n_out, m["batchnorm"], **shape)
+        blocks = " of residual blocks" if shape["residual"] else ""
         raise DeepfitError(
-            f"config key 'model.hidden' = {list(m['hidden'])} gives a network of {n:,} "
+            f"config key 'model.hidden' = {list(m['hidden'])} gives a network{blocks} of {n:,} "
             f"parameters that needs about {format_bytes(estimate)} to train ({t['dtype']}, "
             f"{t['optimizer']}), more than the {format_bytes(limit)} of memory available; "
             f"use narrower layers"
