@@ -717,9 +717,9 @@ class _FirstPass:
             filled = np.where(holes, 0.0, mine)
             self.whole &= ~holes.any(axis=0) & np.all(filled == np.round(filled), axis=0)
             self.whole &= np.all(np.abs(filled) < 2.0**62, axis=0)
-            for j in np.flatnonzero(self.whole):
+            for j in np.flatnonzero(self.whole):  # sums modulo 2^64
                 h = splitmix64(_PERMUTATION_SEED, mine[:, j].astype(np.int64).view(np.uint64))
-                self.hash_sum[j] += h.sum(dtype=np.uint64)
+                self.hash_sum[j : j + 1] += h.sum(dtype=np.uint64, keepdims=True)
         used = block[use]
         for j in np.flatnonzero(np.isnan(used).any(axis=0) | np.isinf(used).any(axis=0)):
             name = self.numeric_like[j]
@@ -748,11 +748,11 @@ class _FirstPass:
         """Whether whole-number column ``j`` holds each of ``lo..hi`` once (n = hi - lo + 1):
         its hash sum against that of ``lo..hi``, computed in pieces."""
         lo, hi = int(self.lo[j]), int(self.hi[j])
-        total = np.uint64(0)
+        total = np.zeros(1, np.uint64)  # an array: sums modulo 2^64 without overflow warnings
         for start in range(lo, hi + 1, 1 << 20):
             v = np.arange(start, min(start + (1 << 20), hi + 1), dtype=np.int64)
             total += splitmix64(_PERMUTATION_SEED, v.view(np.uint64)).sum(dtype=np.uint64)
-        return bool(total == self.hash_sum[j])
+        return bool(total[0] == self.hash_sum[j])
 
     def roles(self, notes: list[str]) -> ColumnRoles:
         """:func:`deepfit.data.columns.infer_roles`' rules, from the streamed facts."""
