@@ -107,3 +107,49 @@ def test_stale_temporaries_are_removed_on_claim(tmp_path):
         path.write_bytes(b"x" * 1000)
     _claim(out, config, resume=True)
     assert not any(p.exists() for p in stale)
+
+
+def test_the_initial_weights_keys_may_change_on_resume_unless_refit_draws_them_again(tmp_path):
+    config = defaults()
+    out = _run_dir(tmp_path / "run", config, finished=False)
+    for key, value in (("init_seed", 5), ("init", "course_he"), ("init_scale", 0.5)):
+        changed = defaults()
+        changed["model"][key] = value
+        _claim(out, changed, resume=True)  # the checkpoint's weights replace the initial ones
+        changed["train"]["refit"] = True
+        with pytest.raises(
+            DeepfitError,
+            match=rf"changed config keys model\.{key} .*\(train\.refit draws the initial weights",
+        ):
+            _claim(out, changed, resume=True)
+
+
+def test_a_resume_with_another_init_seed_continues_the_same_run(tmp_path):
+    from deepfit import experiment
+    from deepfit.config import validate
+
+    def config(epochs, init_seed):
+        return validate(
+            {
+                "data": {"source": "iris"},
+                "model": {"hidden": [8], "init": "course_he", "init_seed": init_seed},
+                "train": {"epochs": epochs, "batch_size": 16, "lr": 0.01},
+            }
+        )
+
+    straight = experiment.run(config(6, 3), tmp_path / "a", progress=False, write_plots=False)
+    experiment.run(config(3, 3), tmp_path / "b", progress=False, write_plots=False)
+    resumed = experiment.run(
+        config(6, 7), tmp_path / "b", resume=True, progress=False, write_plots=False
+    )
+    for (name, a), b in zip(
+        straight["model"].state_dict().items(),
+        resumed["model"].state_dict().values(),
+        strict=True,
+    ):
+        assert a.tobytes() == b.tobytes(), name
+    assert resumed["dev"] == straight["dev"] and resumed["epochs_run"] == 6
+    # and the seed does change a fresh run's weights: it is not ignored
+    other = experiment.run(config(6, 7), None, progress=False)
+    first, drawn = straight["model"].state_dict(), other["model"].state_dict()
+    assert not (first["0.W"] == drawn["0.W"]).all()

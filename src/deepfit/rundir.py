@@ -8,7 +8,9 @@ write there:
 - a missing or empty directory: yes;
 - ``resume``: a run directory (or an empty one) whose checkpoint was written by the same
   model, data and optimizer: the config keys that fix them (:data:`RESUME_IDENTITY`) must not
-  have changed; others (``train.epochs``, the learning rate, the schedule, ...) may;
+  have changed; others (``train.epochs``, the learning rate, the schedule, ...) may, and so
+  may the keys of the initial weights (:data:`RESUME_FREE`: the checkpoint's weights replace
+  them), unless ``train.refit`` trains again from newly drawn initial weights;
 - a finished run of the same config: yes (training again gives the same run);
 - anything else only with ``overwrite``, which deletes the previous run's files first and
   never a file that no deepfit run wrote.
@@ -56,15 +58,19 @@ RESUME_IDENTITY = (
     "train.dtype",
     "train.early_stopping.enabled",
 )
-RESUME_FREE = ("data.cache_dir", "model.init", "model.init_scale")
+# the initial weights' keys: a resume loads the checkpoint's weights over them (the course_*
+# initializers draw from their own np.random.seed(init_seed), no stream other draws share);
+# but train.refit draws them again after the selection run, so with refit they fix the run
+INITIAL_WEIGHTS = ("model.init", "model.init_scale", "model.init_seed")
+RESUME_FREE = ("data.cache_dir", *INITIAL_WEIGHTS)
 
 
 def _flat(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flatten(config) if not k.startswith("tune.")}
 
 
-def _identity(key: str) -> bool:
-    if key in RESUME_FREE:
+def _identity(key: str, refit: bool = False) -> bool:
+    if key in RESUME_FREE and not (refit and key in INITIAL_WEIGHTS):
         return False
     return any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUME_IDENTITY)
 
@@ -138,12 +144,18 @@ def _check(out: Path, config: Mapping[str, Any], *, resume: bool, overwrite: boo
                 f"a run written by deepfit train: {again}"
             )
         if (out / CHECKPOINT_FILE).exists():
-            changed = [k for k in changed_keys(previous, config) if _identity(k)]
+            refit = bool(config.get("train", {}).get("refit"))
+            changed = [k for k in changed_keys(previous, config) if _identity(k, refit)]
             if changed:
+                why = (
+                    " (train.refit draws the initial weights again)"
+                    if any(k in INITIAL_WEIGHTS for k in changed)
+                    else ""
+                )
                 raise DeepfitError(
                     f"{out}: --resume with changed config keys "
-                    f"{_describe(changed, previous, config)}; a checkpoint continues the same "
-                    f"model, data, optimizer and callbacks: {again}, or --overwrite to "
+                    f"{_describe(changed, previous, config)}{why}; a checkpoint continues the "
+                    f"same model, data, optimizer and callbacks: {again}, or --overwrite to "
                     f"start again"
                 )
         return
