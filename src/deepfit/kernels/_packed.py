@@ -132,3 +132,17 @@ def relu_dropout_backward(dy, positive, mask, dz, db):  # pragma: no cover
                 d = d * (one if positive[k, i, j] else zero)
                 dz[k, i, j] = d
                 db[k, j] += d
+
+
+@numba.njit(**_OPTS)
+def bias_grad(dz, db):  # pragma: no cover
+    """``db_k = sum_i dz_k,i`` of a C-ordered ``(K, m, n)`` ``dz``, summed row after row from 0
+    (twin: ``dz.sum(axis=1)``, which NumPy sums so for ``n > 1``)."""
+    n_members, m, n = dz.shape
+    zero = dz.dtype.type(0)
+    for k in range(n_members):
+        for j in range(n):
+            db[k, j] = zero
+        for i in range(m):
+            for j in range(n):
+                db[k, j] += dz[k, i, j]

@@ -150,7 +150,13 @@ class PackedDense(Layer):
         xt = x.T if x.ndim == 2 else x.transpose(0, 2, 1)
         xp.matmul(xt, dz, out=self.grads["W"])
         if "b" in self.grads and not bias_done:
-            dz.sum(axis=1, out=self.grads["b"])
+            db = self.grads["b"]
+            if _sequential_sum_ok(dz, db):
+                from deepfit.kernels._packed import bias_grad
+
+                bias_grad(dz, db)
+            else:
+                dz.sum(axis=1, out=db)
         return x
 
     def backward(self, dz):
@@ -198,6 +204,13 @@ class PackedDense(Layer):
     def __repr__(self) -> str:
         extra = "" if "b" in self.params else ", bias=False"
         return f"PackedDense({self.members}, {self.n_in}, {self.n_out}{extra})"
+
+
+def _sequential_sum_ok(dz, db) -> bool:
+    """Whether ``db = dz.sum(axis=1)`` of a ``(K, m, n)`` ``dz`` can be the JIT's row-by-row sum
+    (:func:`deepfit.kernels._packed.bias_grad`): NumPy sums such an axis row by row from 0 too,
+    except when ``n = 1``, where the axis is contiguous and NumPy sums it pairwise."""
+    return dz.ndim == 3 and dz.shape[2] > 1 and kernels.usable(dz, db)
 
 
 def _check_input(layer: Layer, x, width: int) -> None:
@@ -756,8 +769,16 @@ class PackedLoss(Loss):
         xp = array_module(logits)
         _, m, k = logits.shape
         eps = self.label_smoothing
-        shifted = logits - logits.max(axis=2, keepdims=True)
-        logp = shifted - xp.log(xp.exp(shifted).sum(axis=2, keepdims=True))
+        if k == 2:
+            # two classes: each reduction over the class axis is one binary operation (the
+            # same numbers: max is exact, and a two-term sum is a0 + a1 however NumPy
+            # reduces), without NumPy's slow reductions along an axis of length 2
+            shifted = logits - xp.maximum(logits[:, :, :1], logits[:, :, 1:])
+            e = xp.exp(shifted)
+            logp = shifted - xp.log(e[:, :, :1] + e[:, :, 1:])
+        else:
+            shifted = logits - logits.max(axis=2, keepdims=True)
+            logp = shifted - xp.log(xp.exp(shifted).sum(axis=2, keepdims=True))
         grad = xp.exp(logp)
         if y.ndim == 1:
             if y.dtype.kind not in "iu":
@@ -1303,6 +1324,7 @@ def _relu_dropout_backward(dy, dense: PackedDense, relu: ReLU, drop: PackedDropo
     grad_b = dense.grads.get("b")
     if (
         grad_b is None
+        or not _sequential_sum_ok(dy, grad_b)
         or type(positive) is not np.ndarray
         or positive.shape != dy.shape
         or not positive.flags.c_contiguous

@@ -178,6 +178,9 @@ class PackedTransform(Transform):
             for slot, arrays in self.state.items()
         }
         part._flat, part._views, part._step_views, part._step = {}, {}, {}, 0
+        for cache in ("_tables", "_plans"):
+            if cache in vars(self):
+                setattr(part, cache, {})
         return part
 
     def put(self, members: np.ndarray, part: PackedTransform) -> None:
@@ -248,48 +251,51 @@ class PackedScaleByAdam(PackedTransform):
         self.beta1 = self._betas("Adam beta1", beta1)
         self.beta2 = self._betas("Adam beta2", beta2)
         self.eps = member_values("eps", eps, members, low=0.0, low_open=True)
-        self._table_key: tuple | None = None
-        self._table: Any = None
+        self._tables: dict[Any, tuple] = {}  # dtype -> (key, t, table)
+        self._plans: dict[str, tuple] = {}
 
     def _step_table(self, t: int, opt: PackedOptimizer, dtype: Any) -> np.ndarray:
         """The kernel's scalars for step ``t``, one row per member, each value formed in
         float64 (the corrections as :func:`bias_corrections` forms them) and rounded once to
         ``dtype``, as the NumPy path's views round them:
-        ``beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, eps, wd, lr``."""
-        lr, wd = opt.lr, opt.weight_decay
-        key = (t, dtype, self.beta1, self.beta2, self.eps, lr, wd)
-        old = self._table_key
-        if (
-            old is None
-            or old[0] != t
-            or old[1] != dtype
-            or any(a is not b for a, b in zip(old[2:], key[2:], strict=True))
-        ):
+        ``beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, eps, wd, lr``.
+        Only the corrections change from step to step."""
+        arrays = (self.beta1, self.beta2, self.eps, opt.lr, opt.weight_decay)
+        hit = self._tables.get(dtype)
+        if hit is None or any(a is not b for a, b in zip(hit[0], arrays, strict=True)):
             b1, b2 = self.beta1, self.beta2
-            columns = (b1, 1.0 - b1, b2, 1.0 - b2, bias_corrections(b1, t))
-            columns += (bias_corrections(b2, t), self.eps, wd, lr)
-            self._table = np.stack(columns, axis=1).astype(dtype)
-            self._table_key = key  # holds the arrays: their ids are not reused while cached
-        return self._table
+            zero = np.zeros_like(b1)
+            columns = (b1, 1.0 - b1, b2, 1.0 - b2, zero, zero, self.eps, opt.weight_decay, opt.lr)
+            # the key holds the arrays: their ids are not reused while cached
+            hit = [arrays, 0, np.stack(columns, axis=1).astype(dtype)]
+            self._tables[dtype] = hit
+        if hit[1] != t:
+            table = hit[2]
+            table[:, 4] = bias_corrections(self.beta1, t)  # each rounded once to dtype
+            table[:, 5] = bias_corrections(self.beta2, t)
+            hit[1] = t
+        return hit[2]
 
     def fused_step_(self, name, p, g, t, opt, decay):
-        if type(p) is not np.ndarray or p.ndim < 2 or not kernels.usable(p, g):
-            return False
-        v, s = self._slot("v", name, p), self._slot("s", name, p)
-        if not kernels.usable(p, g, v, s):
-            return False
+        plan = self._plans.get(name)
+        if (
+            plan is None
+            or plan[0] is not p
+            or plan[1] is not g
+            or self.state["v"].get(name) is not plan[2]
+            or self.state["s"].get(name) is not plan[3]
+        ):
+            if type(p) is not np.ndarray or p.ndim < 2 or not kernels.usable(p, g):
+                return False
+            v, s = self._slot("v", name, p), self._slot("s", name, p)
+            if not kernels.usable(p, g, v, s):
+                return False
+            k = p.shape[0]
+            flat = tuple(a.reshape(k, -1) for a in (p, g, v, s))
+            plan = self._plans[name] = (p, g, v, s, flat)
         from deepfit.kernels._packed import packed_adam_step
 
-        k = p.shape[0]
-        packed_adam_step(
-            p.reshape(k, -1),
-            g.reshape(k, -1),
-            v.reshape(k, -1),
-            s.reshape(k, -1),
-            self._step_table(t, opt, p.dtype),
-            opt.active,
-            decay,
-        )
+        packed_adam_step(*plan[4], self._step_table(t, opt, p.dtype), opt.active, decay)
         return True
 
     def update_(self, name, u, t, shared=False):
