@@ -153,3 +153,68 @@ def test_a_resume_with_another_init_seed_continues_the_same_run(tmp_path):
     other = experiment.run(config(6, 7), None, progress=False)
     first, drawn = straight["model"].state_dict(), other["model"].state_dict()
     assert not (first["0.W"] == drawn["0.W"]).all()
+
+
+# -- a run that diverges before its first epoch ends leaves nothing behind ----------------------
+DIVERGING = (
+    '[data]\nsource = "iris"\n[model]\nhidden = [8]\n'
+    '[train]\nlr = 1e30\noptimizer = "sgd"\nepochs = 3\n'
+)
+
+
+def test_a_run_diverging_in_its_first_epoch_leaves_no_directory_and_a_rerun_needs_no_flag(
+    tmp_path,
+):
+    import subprocess
+    import sys
+
+    (tmp_path / "cfg.toml").write_text(DIVERGING)
+
+    def train(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "deepfit.cli", "train", "cfg.toml", "--out", "run", "-q", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    failed = train()
+    assert failed.returncode == 2
+    (line,) = failed.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: training diverged: non-finite loss") and "no model" in line
+    assert line.endswith("; run removed")
+    assert not (tmp_path / "run").exists()
+    fixed = train("--set", "train.lr=0.01")  # the user's next step: no --overwrite needed
+    assert fixed.returncode == 0, fixed.stderr
+    assert (tmp_path / "run" / "model.npz").is_file()
+
+
+def test_a_diverged_run_removes_only_its_own_files(tmp_path):
+    import tomllib
+
+    from deepfit import experiment
+    from deepfit.config import validate
+    from deepfit.training.trainer import TrainingDiverged
+
+    diverging = validate(tomllib.loads(DIVERGING))
+    fine = validate({**tomllib.loads(DIVERGING), "train": {"epochs": 2}})
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    experiment.run(fine, out, overwrite=True, progress=False, write_plots=False)
+    assert (out / "model.npz").is_file()
+    # --overwrite replaces the previous run; the new one diverges: the user's file stays
+    with pytest.raises(TrainingDiverged, match=r"; .*run holds nothing of this run$"):
+        experiment.run(diverging, out, overwrite=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    # a directory a run left unfinished (config.toml, empty metrics.csv) keeps what it held
+    (out / "config.toml").write_text(dumps(diverging))
+    (out / "metrics.csv").write_text("")
+    with pytest.raises(TrainingDiverged):
+        experiment.run(diverging, out, resume=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "metrics.csv", "notes.txt"]
+    assert (out / "config.toml").read_text() == dumps(diverging)
+    # without a run directory nothing changes
+    with pytest.raises(TrainingDiverged, match=r"no model is kept \(try"):
+        experiment.run(diverging, None, progress=False)

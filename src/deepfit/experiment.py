@@ -47,9 +47,11 @@ from deepfit.rundir import (
     MODEL_FILE,
     SUMMARY_FILE,
     claim,
+    discard,
+    entries,
 )
 from deepfit.training.callbacks import Callback, Checkpoint, MetricsLog, Progress
-from deepfit.training.trainer import Trainer
+from deepfit.training.trainer import Trainer, TrainingDiverged
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -324,8 +326,11 @@ def run(
     Everything (config values, data, the model's memory) is checked before anything is
     written; then the run directory is locked and claimed by :func:`deepfit.rundir.claim`:
     a directory holding anything but a finished run of the same config is refused unless
-    ``resume`` continues it or ``overwrite`` replaces it."""
+    ``resume`` continues it or ``overwrite`` replaces it. A run that diverges before any
+    epoch ends with finite weights raises :class:`TrainingDiverged` and leaves nothing
+    behind (:func:`deepfit.rundir.discard`: the files it wrote, the directory if it made it)."""
     locks: list[FileLock] = []
+    found: dict[str, Any] = {}  # what the run directory held once claimed
     try:
         return _run(
             config,
@@ -337,7 +342,16 @@ def run(
             write_plots=write_plots,
             prepared=prepared,
             locks=locks,
+            found=found,
         )
+    except TrainingDiverged as exc:
+        if "out" not in found:
+            raise
+        for lock in locks:
+            lock.release()
+        discard(found["out"], found["before"])
+        left = "removed" if found["before"] is None else "holds nothing of this run"
+        raise TrainingDiverged(f"{exc}; {found['out']} {left}") from None
     finally:
         for lock in locks:
             lock.release()
@@ -354,6 +368,7 @@ def _run(
     write_plots: bool,
     prepared: PreparedData | None,
     locks: list[FileLock],
+    found: dict[str, Any],
 ) -> dict[str, Any]:
     start = time.perf_counter()
     data = prepared if prepared is not None else prepare(config)
@@ -383,7 +398,9 @@ def _run(
     cbs.append(Progress(enabled=progress))
     trainer = _trainer(config, model, loss, data, cbs + build_callbacks(config, has_dev=has_dev))
     if out is not None:  # everything is checked: now the run directory is claimed and written
+        existed = out.is_dir()
         locks.append(claim(out, config, resume=resume, overwrite=overwrite))
+        found.update(out=out, before=entries(out) if existed else None)
         atomic_write_text(out / CONFIG_FILE, dumps(config))
     history = trainer.fit(
         Xtr,

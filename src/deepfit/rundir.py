@@ -16,6 +16,10 @@ write there:
   never a file that no deepfit run wrote.
 
 Temporary files left by a process killed in the middle of an atomic write are deleted.
+
+A run that ends without a model to keep (training diverged before any epoch ended with finite
+weights) leaves nothing behind: :func:`discard` removes the run files it wrote, and the
+directory when the run created it; what was there before the run started stays.
 """
 
 from __future__ import annotations
@@ -187,3 +191,29 @@ def _check(out: Path, config: Mapping[str, Any], *, resume: bool, overwrite: boo
         f"{out}: not empty and not a deepfit run directory (it holds {held}); {again} "
         f"(--overwrite writes the run next to these files, never over them)"
     )
+
+
+def entries(out: str | Path) -> set[str] | None:
+    """The names in ``out`` other than the lock (None when ``out`` does not exist): what a run
+    found there, for :func:`discard`."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    return {p.name for p in out.iterdir() if p.name != LOCK_FILE}
+
+
+def discard(out: str | Path, before: set[str] | None) -> None:
+    """Remove what a run without a model wrote into ``out``: the run files (and their stale
+    temporaries) that were not among ``before`` (from :func:`entries` after the claim), then
+    the directory itself when ``before`` is None (the run created it) and it is empty. Call
+    it after the lock is released. Never touches a file the run did not write."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    _remove_stale_temporaries(out)
+    for name in RUN_FILES:
+        if before is None or name not in before:
+            (out / name).unlink(missing_ok=True)
+    if before is None:
+        with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+            out.rmdir()
