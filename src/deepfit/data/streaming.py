@@ -1114,12 +1114,12 @@ def first_pass(
 class ShuffleBuffer:
     """Mini-batches drawn from a bounded buffer of rows that the stream keeps refilling.
 
-    The buffer fills from the stream until it holds ``capacity`` rows; then each batch is
-    ``batch_size`` rows drawn uniformly without replacement from the buffer
-    (``rng.choice(capacity, batch_size, replace=False)``), and the next rows of the stream
-    take their places. When the stream ends, what is left is permuted and cut into batches,
-    the last holding the ``n % batch_size`` rows left over. So every row of the stream is in
-    exactly one batch, and only the last batch is short, as :func:`minibatches`' are.
+    The buffer fills from the stream until it holds ``capacity`` rows; then, while rows keep
+    coming, each batch is ``batch_size`` rows drawn uniformly without replacement from the
+    full buffer (``rng.choice(capacity, batch_size, replace=False)``), and the next rows of
+    the stream take their places. When the stream ends, what is left is permuted and cut into
+    batches, the last holding the ``n % batch_size`` rows left over. So every row of the stream
+    is in exactly one batch, and only the last batch is short, as :func:`minibatches`' are.
 
     A batch is a view of a reused array, overwritten by the next one (as
     :class:`~deepfit.data.batches.RowGather`'s): use it before asking for the next.
@@ -1162,13 +1162,20 @@ class ShuffleBuffer:
                 outs = [np.empty((size, *a.shape[1:]), a.dtype) for a in chunk]
             pos = 0
             while pos < m:
-                take = min(cap - count, m - pos)
-                for b, a in zip(bufs, chunk, strict=True):
-                    b[count : count + take] = a[pos : pos + take]
-                count, pos = count + take, pos + take
-                if count == cap:
-                    idx = rng.choice(cap, size, replace=False)
-                    yield tuple(_gather(b, idx, o) for b, o in zip(bufs, outs, strict=True))
+                if count < cap:
+                    take = min(cap - count, m - pos)
+                    for b, a in zip(bufs, chunk, strict=True):
+                        b[count : count + take] = a[pos : pos + take]
+                    count, pos = count + take, pos + take
+                    if count < cap:
+                        continue
+                idx = rng.choice(cap, size, replace=False)
+                yield tuple(_gather(b, idx, o) for b, o in zip(bufs, outs, strict=True))
+                if m - pos >= size:  # the next rows of the chunk take the freed slots
+                    for b, a in zip(bufs, chunk, strict=True):
+                        b[idx] = a[pos : pos + size]
+                    pos += size
+                else:
                     _remove(bufs, idx, cap)
                     count = cap - size
         if count:
@@ -1194,6 +1201,58 @@ def _remove(bufs: list[np.ndarray], idx: np.ndarray, cap: int) -> None:
     movers = keep + np.flatnonzero(tail)
     for b in bufs:
         b[holes] = b[movers]
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """The items of ``items``, computed ahead by a background thread with at most ``depth``
+    waiting: the next chunks are read and preprocessed while the trainer works on this one
+    (pyarrow and most of NumPy release the GIL). The items and their order are those of
+    ``items``; an exception there is raised here, at the item it replaced; closing this
+    generator stops the thread."""
+    import queue
+    import threading
+
+    waiting: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Raised(exc))
+            return
+        put(done)
+
+    thread = threading.Thread(target=work, name="deepfit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is done:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 # -- the training stream -----------------------------------------------------------------------
@@ -1308,7 +1367,7 @@ class TableStream(BatchSource):
         batches (``w`` None without weights)."""
         order = rng.permutation(len(self.chunk_rows))
         buffer = ShuffleBuffer(self.shuffle_buffer, batch_size)
-        for batch in buffer.batches(self.chunks(order), rng):
+        for batch in buffer.batches(prefetched(self.chunks(order)), rng):
             yield batch if self.weighted else (*batch, None)
 
     def digest(self) -> str:
