@@ -190,3 +190,115 @@ def test_kernels_refuse_what_they_cannot_take(monkeypatch):
     assert not kernels.usable(a.astype(np.int64))
     monkeypatch.setattr(kernels, "USE_JIT", False)
     assert not kernels.usable(a) and not kernels.enabled()
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", [(32, 2), (128, 10), (7, 3), (1, 1)])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
+def test_softmax_cross_entropy_kernel_matches_numpy(monkeypatch, shape, eps, label_dtype):
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal(shape) * 4).astype(np.float32)
+    y = rng.integers(0, shape[1], shape[0]).astype(label_dtype)
+
+    def run():
+        loss = df.SoftmaxCrossEntropy(label_smoothing=eps)
+        return loss.forward(z, y), loss.backward()
+
+    (v0, g0), (v1, g1) = both_paths(monkeypatch, run)
+    assert g1.dtype == np.float32 and g1.shape == shape
+    assert v1 == pytest.approx(v0, rel=1e-6)
+    # exp and log differ from NumPy's in the last bit at most: the gradient to rounding
+    np.testing.assert_allclose(g1, g0, rtol=2e-6, atol=1e-7 / shape[0])
+
+
+@needs_numba
+def test_softmax_cross_entropy_kernel_is_used_for_float32_only(monkeypatch):
+    calls = []
+    real = kernels.softmax_cross_entropy
+    monkeypatch.setattr(kernels, "softmax_cross_entropy", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    rng = np.random.default_rng(4)
+    z64 = rng.standard_normal((16, 4))
+    y = rng.integers(0, 4, 16)
+    loss = df.SoftmaxCrossEntropy()
+    jit64 = loss.forward(z64, y), loss.backward()
+    assert calls == []  # float64 stays on NumPy's exp and log: bit for bit the reference
+    monkeypatch.setattr(kernels, "USE_JIT", False)
+    ref64 = loss.forward(z64, y), loss.backward()
+    assert jit64[0] == ref64[0] and np.array_equal(jit64[1], ref64[1])
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    loss.forward(z64.astype(np.float32), y)
+    loss.forward(z64.astype(np.float32), y, weight=np.ones(16))  # weighted: NumPy path
+    loss.forward(z64.astype(np.float32), np.eye(4, dtype=np.float32)[y])  # soft labels too
+    assert calls == [1]
+
+
+@needs_numba
+@pytest.mark.parametrize("bad", [-1, 5])
+def test_softmax_cross_entropy_kernel_names_a_bad_label_as_numpy_does(monkeypatch, bad):
+    z = np.zeros((6, 4), np.float32)
+    y = np.array([0, 1, bad, 3, 7, 2])
+
+    def message():
+        with pytest.raises(df.DeepfitError) as info:
+            df.SoftmaxCrossEntropy().forward(z, y)
+        return str(info.value)
+
+    numpy_message, jit_message = both_paths(monkeypatch, message)
+    assert jit_message == numpy_message
+    assert f"label {bad if bad < 0 else 7} is outside the 4 classes 0..3" in jit_message
+
+
+@needs_numba
+def test_softmax_cross_entropy_kernel_propagates_nan_and_inf(monkeypatch):
+    z = np.array([[0.0, np.nan, 1.0], [np.inf, 0.0, 1.0], [1e30, -1e30, 0.0]], np.float32)
+    y = np.array([0, 1, 2])
+
+    def run():
+        with np.errstate(invalid="ignore", over="ignore"):
+            loss = df.SoftmaxCrossEntropy()
+            return loss.forward(z, y), loss.backward()
+
+    (v0, g0), (v1, g1) = both_paths(monkeypatch, run)
+    assert np.isnan(v0) and np.isnan(v1)
+    np.testing.assert_array_equal(np.isnan(g0), np.isnan(g1))
+    np.testing.assert_allclose(g1[2], g0[2], rtol=1e-6)
+
+
+@needs_numba
+def test_softmax_cross_entropy_kernel_counts_hits_as_argmax(monkeypatch):
+    monkeypatch.setattr(kernels, "USE_JIT", True)
+    z = np.array(
+        [[1, 2, 3], [3, 3, 0], [0, 3, 3], [np.nan, 5, 0], [0, np.nan, np.nan], [2, 1, 0]],
+        np.float32,
+    )  # ties go to the first largest; a NaN counts as largest (NumPy's argmax)
+    loss = df.SoftmaxCrossEntropy()
+    for y in ([2, 0, 1, 0, 1, 1], [0, 1, 2, 1, 2, 0]):
+        y = np.array(y)
+        with np.errstate(invalid="ignore"):
+            loss.forward(z, y)
+        assert loss.counted_hits(z, y) == np.count_nonzero(z.argmax(axis=1) == y)
+        assert loss.counted_hits(z.copy(), y) is None  # other arrays: not counted
+    monkeypatch.setattr(kernels, "USE_JIT", False)
+    loss.forward(z[:1], y[:1])
+    assert loss.counted_hits(z[:1], y[:1]) is None  # the NumPy path counts nothing
+
+
+@needs_numba
+def test_trainer_accuracy_is_the_same_on_both_paths(monkeypatch):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((200, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    model = df.mlp(5, [8], 3, rng=0)
+    trainer = df.Trainer(model, batch_size=32)
+    trainer.fit(X, y, epochs=1)
+
+    def run():
+        return trainer.evaluate(X, y)
+
+    numpy_result, jit_result = both_paths(monkeypatch, run)
+    assert jit_result["accuracy"] == numpy_result["accuracy"]
+    expected = np.count_nonzero(model.predict(X).argmax(axis=1) == y) / 200
+    assert jit_result["accuracy"] == expected
+    assert jit_result["loss"] == pytest.approx(numpy_result["loss"], rel=1e-6)

@@ -69,6 +69,7 @@ _KERNELS = (  # the names served from deepfit.kernels._jit
     "dropout_forward",
     "batchnorm_forward",
     "batchnorm_backward",
+    "softmax_cross_entropy",
 )
 
 

@@ -141,3 +141,76 @@ def batchnorm_backward(dy, z_hat, scale, dgamma, dbeta, dz):  # pragma: no cover
     for i in range(m):
         for j in range(n):
             dz[i, j] = (dy[i, j] * fm - dbeta[j] - z_hat[i, j] * dgamma[j]) * scale[j]
+
+
+@numba.njit(**_OPTS)
+def softmax_cross_entropy(z, y, scalars, grad):  # pragma: no cover
+    """Softmax cross-entropy of a C-ordered ``(m, k)`` batch of logits ``z`` with class
+    indices ``y``: value and gradient together (twin: the NumPy path of
+    :meth:`deepfit.nn.losses.SoftmaxCrossEntropy.forward`, whose operations it performs in
+    its order).
+
+    ``scalars = [1 - eps, eps / k, m]`` in the logits' dtype (``eps``: label smoothing). Per
+    row ``i``, with ``s_ij = z_ij - max_j z_ij`` and ``logp_ij = s_ij - log sum_j exp s_ij``::
+
+        l_i = -(1 - eps) logp_iy - (eps / k) sum_j logp_ij
+        grad_ij = (exp(logp_ij) - eps / k - (1 - eps) [j = y_i]) / m
+
+    Returns ``(sum_i l_i, hits, bad)``: the sum accumulated in float64, the number of rows
+    whose first largest logit (NumPy's ``argmax``: a NaN counts as largest) is the label, and
+    the first row whose label lies outside ``0..k-1`` (then nothing else is done) or -1. The
+    exponentials run as flat passes over the batch, which vectorize.
+    """
+    m, k = z.shape
+    keep, spread, fm = scalars[0], scalars[1], scalars[2]
+    zero = z.dtype.type(0)
+    flat = grad.reshape(m * k)
+    top = np.empty(m, z.dtype)
+    hits = 0
+    for i in range(m):
+        label = y[i]
+        if label < 0 or label >= k:
+            return 0.0, hits, i
+        t = z[i, 0]
+        arg = 0
+        if t == t:  # max and argmax together; a NaN ends the search (and wins)
+            for j in range(1, k):
+                zj = z[i, j]
+                if zj > t:
+                    t, arg = zj, j
+                elif zj != zj:
+                    t, arg = zj, j
+                    break
+        hits += arg == label
+        top[i] = t
+        for j in range(k):
+            grad[i, j] = z[i, j] - t
+    for q in range(m * k):
+        flat[q] = np.exp(flat[q])
+    total = 0.0
+    for i in range(m):
+        s = zero
+        for j in range(k):
+            s += grad[i, j]
+        lse = np.log(s)
+        t = top[i]
+        lsum = zero
+        for j in range(k):
+            lp = (z[i, j] - t) - lse
+            lsum += lp
+            grad[i, j] = lp
+        per = -grad[i, y[i]]
+        if spread != zero:
+            per = keep * per - spread * lsum
+        total += per
+    if spread != zero:
+        for q in range(m * k):
+            flat[q] = np.exp(flat[q]) - spread
+    else:
+        for q in range(m * k):
+            flat[q] = np.exp(flat[q])
+    for i in range(m):
+        grad[i, y[i]] -= keep
+    for q in range(m * k):
+        flat[q] = flat[q] / fm
+    return total, hits, -1

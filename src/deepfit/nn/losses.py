@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfit import kernels
 from deepfit.backend import array_module
 from deepfit.errors import DataError, DeepfitError, ShapeError
 from deepfit.nn.activations import sigmoid
@@ -56,6 +57,12 @@ class Loss:
 
     def output(self, logits: Any) -> Any:
         raise NotImplementedError
+
+    def counted_hits(self, logits: Any, y: Any) -> int | None:
+        """The number of correct predictions (``argmax`` of a row equal to its label) that the
+        last ``forward`` counted on its way, when it ran on these very arrays (unchanged since,
+        unweighted); ``None`` when it counted nothing (count them yourself)."""
+        return None
 
     def config(self) -> dict[str, Any]:
         """The loss's settings that change its value (for checkpoints and run files)."""
@@ -143,11 +150,27 @@ class SoftmaxCrossEntropy(Loss):
     smoothing is applied.
     """
 
+    _fused_key: tuple = ()  # (m, k, eps) of the fused kernel's scalars [1 - eps, eps / k, m]
+    _fused_scalars: Any = None
+    _hits: tuple | None = None  # (logits, y, hits) of the last fused forward
+
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.label_smoothing = _check_smoothing("SoftmaxCrossEntropy", label_smoothing)
 
     def forward(self, logits, y, weight=None) -> float:
+        self._hits = None
+        if (
+            weight is None
+            and type(y) is np.ndarray
+            and y.ndim == 1
+            and y.dtype.kind in "iu"
+            and logits.dtype == np.float32
+            and kernels.usable(logits)
+            and logits.ndim == 2
+            and 0 < y.shape[0] == logits.shape[0]
+        ):
+            return self._forward_fused(logits, y)
         xp = array_module(logits)
         y = xp.asarray(y)
         _check_batch(logits, y, "SoftmaxCrossEntropy")
@@ -189,6 +212,37 @@ class SoftmaxCrossEntropy(Loss):
         _scale_(grad, scale, weight, m)
         self._dlogits = grad
         return _reduce(per_example, weight, total, m)
+
+    def _forward_fused(self, logits, y) -> float:
+        """:meth:`forward` for float32 logits and class indices, without example weights: one
+        kernel pass (:func:`deepfit.kernels.softmax_cross_entropy`) computes the value and the
+        gradient, with the NumPy path's operations in its order (its sums run left to right,
+        and ``exp`` and ``log`` are the compiled ones, so the numbers agree to rounding).
+        float64 keeps the NumPy path, bit for bit the reference."""
+        m, k = logits.shape
+        key = (m, k, self.label_smoothing)
+        if key != self._fused_key:
+            eps = self.label_smoothing
+            self._fused_scalars = np.array([1.0 - eps, eps / k, m], dtype=logits.dtype)
+            self._fused_key = key
+        scalars = self._fused_scalars
+        grad = np.empty_like(logits)
+        total, hits, bad = kernels.softmax_cross_entropy(logits, y, scalars, grad)
+        if bad >= 0:
+            low, high = int(y.min()), int(y.max())
+            raise DeepfitError(
+                f"SoftmaxCrossEntropy: label {low if low < 0 else high} is outside the {k} "
+                f"classes 0..{k - 1}"
+            )
+        self._dlogits = grad
+        self._hits = (logits, y, hits)
+        return total / m
+
+    def counted_hits(self, logits, y) -> int | None:
+        last = self._hits
+        if last is not None and last[0] is logits and last[1] is y:
+            return last[2]
+        return None
 
     def output(self, logits):
         """Class probabilities ``softmax(z)``."""

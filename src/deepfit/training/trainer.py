@@ -249,6 +249,10 @@ class Trainer:
         """Correct predictions: a count, or the sum of the correct examples' weights."""
         if isinstance(self.loss, MeanSquaredError) or y.ndim != 1:
             return None
+        if weight is None:
+            counted = self.loss.counted_hits(logits, y)  # by the loss's fused pass
+            if counted is not None:
+                return counted
         if logits.ndim == 3:  # a packed ensemble's members in training: their mean prediction
             logits = self.model.combine(logits)
         if isinstance(self.loss, SigmoidBinaryCrossEntropy):
