@@ -754,7 +754,7 @@ class _FirstPass:
             total += splitmix64(_PERMUTATION_SEED, v.view(np.uint64)).sum(dtype=np.uint64)
         return bool(total[0] == self.hash_sum[j])
 
-    def roles(self, notes: list[str]) -> ColumnRoles:
+    def roles(self) -> ColumnRoles:
         """:func:`deepfit.data.columns.infer_roles`' rules, from the streamed facts."""
         cfg, n = self.cfg, self.seen
         roles: dict[str, str] = {}
@@ -1092,7 +1092,7 @@ def first_pass(
             f"{file.path}: data.split leaves no training rows among the {fp.seen} with a target"
         )
     class_weights = fp.class_weights(target)
-    roles = fp.roles(notes)
+    roles = fp.roles()
     pre, report = fp.preprocessor(roles)
     return StreamStatistics(
         file=file,
@@ -1492,10 +1492,13 @@ def prepare_stream(
     stream (see the module docstring): one statistics pass, the dev and test rows
     preprocessed in memory, the training rows left on disk."""
     from deepfit.data.pipeline import encode_target, load_table, sample_weights
+    from deepfit.io import check_size
 
     file = open_chunked(cfg["path"])
     extra = {p: load_table(cfg[f"{p}_path"], cfg) for p in ("dev", "test") if cfg[f"{p}_path"]}
     split = hash_split(cfg, file.n_rows, seed, extra)
+    held_out = file.in_memory_bytes() * (1.0 - split.bounds[0]) * split.keep
+    check_size(int(held_out), f"{file.path}: the dev and test rows (config key data.split)")
     stats = first_pass(cfg, file, split, sample_rows=sample_rows, rng=seed)
     pre, target, task = stats.preprocessor, stats.target, stats.task
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
