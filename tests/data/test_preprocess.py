@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepfit.data.columns import infer_roles
-from deepfit.data.preprocess import TablePreprocessor, TargetEncoder, embedding_dim
+from deepfit.data.preprocess import MIN_MISSING, TablePreprocessor, TargetEncoder, embedding_dim
 from deepfit.data.tables import from_arrays
 from deepfit.errors import DataError
 
@@ -25,8 +25,11 @@ def train_table():
 
 
 def fitted(**kwargs):
+    """The preprocessor of :func:`train_table`; ``min_missing=1`` (one missing cell earns an
+    indicator and a level) unless given."""
     t = train_table()
     roles = infer_roles(t, "y", categorical=["big"])
+    kwargs.setdefault("min_missing", 1)
     return TablePreprocessor(roles, scaling="standardize", **kwargs).fit(t), t
 
 
@@ -76,6 +79,46 @@ def test_missing_column_and_error_mode():
         fitted(missing="error")
 
 
+def test_rare_missing_cells_are_imputed_not_indicated():
+    """Below ``min_missing`` missing cells a column gets no indicator and no missing level:
+    numbers take the median, categories their most frequent training level."""
+    assert MIN_MISSING == 20
+    pre, t = fitted(max_onehot=3, min_missing=2)  # x and c have one missing cell each
+    assert pre.feature_names == ["x", "z", "c=a", "c=b", "big__code"]
+    assert pre.modes == {"c": "a", "big": "p"}  # "a" twice; "big": a tie, the first level
+    X, report = pre.transform(t)
+    np.testing.assert_array_equal(X[:, 2:4], [[1, 0], [0, 1], [1, 0], [1, 0]])  # row 3: "a"
+    x = np.array([1.0, 2.0, 2.0, 4.0])
+    np.testing.assert_allclose(X[:, 0], (x - x.mean()) / x.std(), rtol=1e-6)
+    assert report.missing == {"x": 1, "c": 1} and report.unseen == {}
+    default = TablePreprocessor(infer_roles(t, "y", categorical=["big"]), max_onehot=3).fit(t)
+    assert default.feature_names == pre.feature_names
+
+
+def test_missing_cells_at_the_threshold_get_their_indicator_and_level():
+    n = 2 * MIN_MISSING
+    x = np.arange(n, dtype=np.float64)
+    x[:MIN_MISSING] = np.nan
+    c = np.array(["u", "v"] * MIN_MISSING, dtype=object)
+    c[: MIN_MISSING - 1] = None  # one short of the threshold
+    t = from_arrays({"x": x, "c": c, "y": np.arange(n) % 2})
+    pre = TablePreprocessor(infer_roles(t, "y")).fit(t)
+    assert pre.feature_names == ["x", "x__missing", "c=u", "c=v"]
+    X, _ = pre.transform(t)
+    np.testing.assert_array_equal(X[:, 1], np.isnan(x))
+    # c's most frequent level is "v" (20 against 1 "u"): its missing cells are "v"
+    np.testing.assert_array_equal(X[: MIN_MISSING - 1, 2:4], [[0, 1]] * (MIN_MISSING - 1))
+
+
+def test_missing_cell_of_a_column_complete_in_training_is_its_most_frequent_level():
+    t = from_arrays({"c": np.array(["a", "b", "b"], dtype=object), "y": np.array([0, 1, 0])})
+    pre = TablePreprocessor(infer_roles(t, "y")).fit(t)
+    new = from_arrays({"c": np.array([None, "zzz"], dtype=object)}, source="new.csv")
+    X, report = pre.transform(new)
+    np.testing.assert_array_equal(X, [[0, 1], [0, 0]])  # missing: "b"; unseen: all zeros
+    assert report.missing == {"c": 1} and report.unseen == {"c": 1}
+
+
 @pytest.mark.parametrize("scaling", ["standardize", "robust", "quantile", "none"])
 def test_state_round_trip(scaling):
     t = train_table()
@@ -84,6 +127,18 @@ def test_state_round_trip(scaling):
     import json
 
     again = TablePreprocessor.from_state(arrays, json.loads(json.dumps(meta)))
+    np.testing.assert_array_equal(again.transform(t)[0], pre.transform(t)[0])
+    assert again.modes == pre.modes and again.min_missing == pre.min_missing
+
+
+def test_state_without_modes_keeps_its_old_meaning():
+    """A model file written before ``min_missing`` had an indicator and a level for every
+    column with a missing cell; a missing cell of another column was "unknown" (zeros)."""
+    pre, t = fitted(max_onehot=3)
+    arrays, meta = pre.state()
+    old = {k: v for k, v in meta.items() if k not in ("modes", "min_missing")}
+    again = TablePreprocessor.from_state(arrays, old)
+    assert again.min_missing == 1 and again.modes == {}
     np.testing.assert_array_equal(again.transform(t)[0], pre.transform(t)[0])
 
 
@@ -94,6 +149,10 @@ def test_damaged_state_is_refused():
         TablePreprocessor.from_state(arrays, {**meta, "vocab": {"c": ["a"]}})
     with pytest.raises(DataError, match="damaged preprocessing state"):
         TablePreprocessor.from_state({"medians": np.array([np.nan, 1.0])}, meta)
+    with pytest.raises(DataError, match=r"damaged preprocessing state \(columns\)"):
+        TablePreprocessor.from_state(arrays, {**meta, "modes": {"c": "nope"}})
+    with pytest.raises(DataError, match="min_missing must be at least 1"):
+        fitted(min_missing=0)
 
 
 def test_target_encoder_classes_and_values():

@@ -6,9 +6,10 @@ float32 input matrix, in this column order:
 1. numeric columns: missing cells replaced by the training median, then scaled
    (``standardize``, ``robust`` or ``quantile``; see :mod:`deepfit.data.scaling`);
 2. one missing-indicator column (1 where the cell was missing) per numeric column that had
-   missing cells in the training split;
+   at least ``min_missing`` missing cells in the training split;
 3. one-hot columns of each categorical column with at most ``max_onehot`` levels (a missing
-   cell is a level of its own when the training split had one; a level never seen in
+   cell is a level of its own when the training split had at least ``min_missing`` of them,
+   and is the column's most frequent training level otherwise; a level never seen in
    training gives all zeros);
 4. one code column per categorical column with more levels, for an
    :class:`~deepfit.nn.embedding.EmbedColumns` first layer: code ``0`` is "unknown" (a level
@@ -39,6 +40,15 @@ from deepfit.errors import DataError
 
 MISSING_LEVEL = "<missing>"
 SCALINGS = ("standardize", "robust", "quantile", "none")
+#: Fewest missing cells of a column in the training split that earn it a missing-indicator
+#: column (numbers) or a level of its own (categories). An indicator that is 1 on a handful of
+#: rows is a feature the network fits to those rows' labels alone (on penguins, the one or two
+#: training rows whose every measurement is missing taught it "indicators on -> Gentoo", and
+#: an Adelie row missing the same cells was misclassified); below this count missing cells are
+#: imputed like the rest: the median, or the most frequent level. 20 is LightGBM's
+#: ``min_data_in_leaf``, the fewest rows it lets a leaf's value be learned from
+#: (bench/tabular.md, "How the recipe was chosen").
+MIN_MISSING = 20
 
 
 def embedding_dim(n_levels: int) -> int:
@@ -121,6 +131,10 @@ class TablePreprocessor:
         get a learned embedding.
     missing : {"impute", "error"}
         ``"error"`` refuses any missing feature cell, naming the column and the first row.
+    min_missing : int
+        A column needs at least this many missing cells in the training split to get a
+        missing indicator (numbers) or a missing level (categories); with fewer they are
+        imputed (median; most frequent level). 1: every column that had a missing cell.
     """
 
     def __init__(
@@ -130,6 +144,7 @@ class TablePreprocessor:
         scaling: str = "standardize",
         max_onehot: int = 16,
         missing: str = "impute",
+        min_missing: int = MIN_MISSING,
     ) -> None:
         if scaling not in SCALINGS:
             raise DataError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
@@ -139,27 +154,41 @@ class TablePreprocessor:
         self.scaling = scaling
         self.max_onehot = int(max_onehot)
         self.missing = missing
+        if int(min_missing) < 1:
+            raise DataError(f"min_missing must be at least 1, got {min_missing!r}")
+        self.min_missing = int(min_missing)
         self.numeric: list[str] = roles.of("numeric")
         self.categorical: list[str] = roles.of("categorical")
         self.medians: np.ndarray = np.zeros(0)
         self.indicators: list[str] = []
         self.vocab: dict[str, list[str]] = {}
+        self.modes: dict[str, str] = {}
         self.scaler: Any = None
         self.fitted = False
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, table: Table) -> TablePreprocessor:
-        """Learn medians, indicator columns, category levels and the scaler from ``table``
-        (the training split)."""
+        """Learn medians, indicator columns, category levels (and each column's most
+        frequent one) and the scaler from ``table`` (the training split)."""
         self._check_missing_allowed(table)
         numeric = self._numeric_block(table, fitting=True)
-        self.indicators = [n for n in self.numeric if np.isnan(table[n]).any()]
+        self.indicators = [
+            n for n in self.numeric if int(np.isnan(table[n]).sum()) >= self.min_missing
+        ]
         if self.numeric and self.scaling != "none":
             self.scaler = make_scaler(self.scaling).fit(numeric)
+        self.modes = {}
         for name in self.categorical:
-            levels, _ = _level_codes(table[name])
+            levels, rows = _level_codes(table[name])
+            counts = np.bincount(rows, minlength=len(levels))
             present = sort_class_names(v for v in levels if v is not None)
-            self.vocab[name] = list(present) + ([MISSING_LEVEL] if None in levels else [])
+            self.vocab[name] = list(present)
+            if present:
+                count = dict(zip(levels, counts.tolist(), strict=True))
+                self.modes[name] = max(present, key=lambda v: count[v])
+            holes = int(counts[levels.index(None)]) if None in levels else 0
+            if holes and (holes >= self.min_missing or not present):
+                self.vocab[name].append(MISSING_LEVEL)
         self.fitted = True
         return self
 
@@ -287,8 +316,9 @@ class TablePreprocessor:
         if None in levels:
             holes = int((rows == levels.index(None)).sum())
             report.missing[name] = report.missing.get(name, 0) + holes
+        fill = MISSING_LEVEL if MISSING_LEVEL in index else self.modes.get(name, MISSING_LEVEL)
         of_level = np.array(
-            [index.get(MISSING_LEVEL if v is None else v, 0) for v in levels], dtype=np.int64
+            [index.get(fill if v is None else v, 0) for v in levels], dtype=np.int64
         )
         codes = of_level[rows] if len(levels) else np.zeros(len(rows), dtype=np.int64)
         unseen = int((codes == 0).sum())
@@ -316,6 +346,8 @@ class TablePreprocessor:
             "scaling": self.scaling,
             "max_onehot": self.max_onehot,
             "missing": self.missing,
+            "min_missing": self.min_missing,
+            "modes": self.modes,
         }
         return arrays, meta
 
@@ -340,11 +372,13 @@ class TablePreprocessor:
                 scaling=str(meta["scaling"]),
                 max_onehot=int(meta["max_onehot"]),
                 missing=str(meta["missing"]),
+                min_missing=int(meta.get("min_missing", 1)),
             )
             pre.numeric = [str(n) for n in meta["numeric"]]
             pre.categorical = [str(n) for n in meta["categorical"]]
             pre.indicators = [str(n) for n in meta["indicators"]]
             pre.vocab = {str(k): [str(v) for v in vs] for k, vs in dict(meta["vocab"]).items()}
+            pre.modes = {str(k): str(v) for k, v in dict(meta.get("modes", {})).items()}
             pre.medians = np.asarray(arrays["medians"], dtype=np.float64)
             if pre.scaling != "none" and pre.numeric:
                 pre.scaler = make_scaler(pre.scaling).load_state_dict(
@@ -354,7 +388,11 @@ class TablePreprocessor:
             raise DataError(f"{where}: damaged preprocessing state ({exc!r})") from None
         if pre.medians.shape != (len(pre.numeric),) or not np.all(np.isfinite(pre.medians)):
             raise DataError(f"{where}: damaged preprocessing state (medians)")
-        if set(pre.categorical) != set(pre.vocab) or not set(pre.indicators) <= set(pre.numeric):
+        if (
+            set(pre.categorical) != set(pre.vocab)
+            or not set(pre.indicators) <= set(pre.numeric)
+            or any(pre.modes[n] not in pre.vocab.get(n, ()) for n in pre.modes)
+        ):
             raise DataError(f"{where}: damaged preprocessing state (columns)")
         pre.fitted = True
         return pre
