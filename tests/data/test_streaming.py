@@ -477,3 +477,70 @@ def test_a_table_larger_than_the_address_space_bound_trains_from_the_stream(tmp_
     result = json.loads(streamed.stdout.strip().splitlines()[-1])
     assert result["n_train"] > 2_900_000 and result["vm_peak"] <= limit
     assert result["test"]["accuracy"] > 0.97
+
+
+# -- the prefetching thread, weight averaging, bad cells ----------------------------------------
+def test_prefetched_keeps_order_raises_where_the_source_failed_and_stops_when_closed():
+    from deepfit.data.streaming import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise DataError("chunk 2 is damaged")
+
+    got = prefetched(failing())
+    assert next(got) == 1
+    with pytest.raises(DataError, match="chunk 2 is damaged"):
+        next(got)
+    produced = []
+
+    def endless():
+        for i in range(10**9):
+            produced.append(i)
+            yield i
+
+    stream = prefetched(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()  # joins the thread: it stopped producing
+    assert len(produced) <= 5
+
+
+def test_swa_with_batch_norm_recomputes_its_statistics_from_the_stream(tmp_path):
+    path = to_parquet(shipped("penguins.csv"), tmp_path / "p.parquet", row_group_size=40)
+    cfg = run_config(path, "species", True, epochs=4)
+    cfg["model"]["batchnorm"] = True
+    cfg["train"]["averaging"] = {**cfg["train"]["averaging"], "kind": "swa", "start": 1}
+    cfg = configuration.validate(cfg)
+    summary = run(cfg, None, progress=False)
+    bn = next(layer for layer in summary["model"].layers if type(layer).__name__ == "BatchNorm")
+    stream = prepare(cfg).train[0]
+    X = np.concatenate([x for x, _ in stream.chunks()])
+    z = summary["model"].layers[0].forward(X, training=False)  # the dense layer before it
+    # update_bn's running mean: the mean of its batches' means over the rows in file order
+    means = [z[i : i + 128].mean(axis=0) for i in range(0, len(z), 128)]
+    np.testing.assert_allclose(
+        bn.buffers["running_mean"], np.mean(means, axis=0), rtol=1e-4, atol=1e-5
+    )
+    assert math.isfinite(summary["test"]["loss"])
+
+
+def test_missing_and_infinite_cells_are_refused_naming_the_row(tmp_path):
+    x = np.arange(100.0)
+    x[57] = np.nan
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table({"x": x, "z": np.arange(100) % 7, "y": np.arange(100) % 2}),
+        path,
+        row_group_size=16,
+    )
+    with pytest.raises(DataError, match=r"t\.parquet: row 58, column 'x': missing cell"):
+        prepare_stream(data_cfg(path, "y", missing="error"), seed=0)
+    x[57] = np.inf
+    pq.write_table(
+        pa.table({"x": x, "z": np.arange(100) % 7, "y": np.arange(100) % 2}),
+        path,
+        row_group_size=16,
+    )
+    with pytest.raises(DataError, match=r"row 58, column 'x': infinite value inf"):
+        prepare_stream(data_cfg(path, "y"), seed=0)
