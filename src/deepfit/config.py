@@ -305,6 +305,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "shuffle_buffer": key(
             65536, number(1, integer=True), "streamed tables: rows of the shuffle buffer"
         ),
+        "stream_cache": key(
+            False,
+            boolean(),
+            "streamed tables: keep the preprocessed rows in a temporary folder after the "
+            "first epoch (disk: about rows x features x 4 bytes), read back by later epochs",
+        ),
         "n_samples": key(500, number(10, integer=True), "size of circles / moons"),
         "noise": key(0.1, number(0), "noise of circles / moons"),
         "cache_dir": key("", text(), "download cache for mnist / fashion_mnist"),

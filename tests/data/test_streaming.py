@@ -544,3 +544,25 @@ def test_missing_and_infinite_cells_are_refused_naming_the_row(tmp_path):
     )
     with pytest.raises(DataError, match=r"row 58, column 'x': infinite value inf"):
         prepare_stream(data_cfg(path, "y"), seed=0)
+
+
+def test_the_chunk_cache_gives_the_same_batches_and_goes_away(diamonds_with_holes):
+    plain = prepare_stream(data_cfg(diamonds_with_holes, "price"), seed=4).train
+    cached = prepare_stream(data_cfg(diamonds_with_holes, "price", stream_cache=True), seed=4).train
+    folder = cached.cache.path
+    for _ in range(2):  # the first epoch writes the cache, the second reads it
+        a, b = np.random.default_rng(1), np.random.default_rng(1)
+        for (xa, ya, _), (xb, yb, _) in zip(
+            plain.batches(500, a), cached.batches(500, b), strict=True
+        ):
+            assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+        assert len(list(folder.glob("*.done"))) == 14
+    refit = cached.with_dev(
+        np.zeros((3, cached.n_features), np.float32), np.zeros(3, np.float32), None
+    )
+    assert refit.cache is cached.cache and refit.n_rows == cached.n_rows + 3
+    del cached, refit
+    import gc
+
+    gc.collect()
+    assert not folder.exists()

@@ -46,6 +46,9 @@ buffer, and the dev and test hold-outs.
    training row is in exactly one batch per epoch, every batch holds ``batch_size`` rows but
    the last (``n % batch_size``), and the same seed gives the same batches. With a buffer at
    least as large as the training split, an epoch is one uniform permutation, as in memory.
+   The next chunks are read and preprocessed by a background thread while the trainer works
+   (:func:`prefetched`); with ``data.stream_cache`` the preprocessed chunks are kept on disk
+   after the first epoch (:class:`ChunkCache`) and later epochs read them back.
 
 Sample weights (``data.weight``, ``data.class_weight``) travel with their rows;
 ``class_weight = "balanced"`` counts the classes of the whole training split. Text columns of
@@ -1255,6 +1258,55 @@ def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join()
 
 
+class ChunkCache:
+    """Preprocessed chunks kept on disk (``data.stream_cache``): the first epoch writes each
+    chunk's arrays as ``.npy`` files in a temporary folder, later epochs read them back
+    memory-mapped instead of reading and preprocessing the file again. The arrays are the same
+    bit for bit, so the batches are too. The folder is removed when the cache is collected
+    (or the process exits).
+
+    Parameters
+    ----------
+    nbytes : int
+        What the cache will hold; refused up front when the folder's disk has less free.
+    folder : str, optional
+        Where to make the temporary folder (default: the system's, ``$TMPDIR``).
+    """
+
+    def __init__(self, nbytes: int, folder: str | None = None) -> None:
+        import shutil
+        import tempfile
+        import weakref
+
+        from deepfit.io import format_bytes
+
+        base = folder or tempfile.gettempdir()
+        free = shutil.disk_usage(base).free
+        if nbytes > free:
+            raise DataError(
+                f"config key data.stream_cache: the preprocessed rows need about "
+                f"{format_bytes(nbytes)} on disk, {base} has {format_bytes(free)} free; set "
+                "data.stream_cache = false or TMPDIR to a larger disk"
+            )
+        self.path = Path(tempfile.mkdtemp(prefix="deepfit-stream-", dir=base))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def get(self, k: int) -> tuple[np.ndarray, ...] | None:
+        done = self.path / f"{k}.done"
+        if not done.exists():
+            return None
+        n = int(done.read_text())
+        return tuple(np.load(self.path / f"{k}.{i}.npy", mmap_mode="r") for i in range(n))
+
+    def put(self, k: int, arrays: tuple[np.ndarray, ...]) -> None:
+        for i, a in enumerate(arrays):  # each file whole, or not there
+            part = self.path / f"{k}.{i}.npy"
+            with open(part.with_suffix(".tmp"), "wb") as fh:
+                np.save(fh, np.ascontiguousarray(a))
+            os.replace(part.with_suffix(".tmp"), part)
+        (self.path / f"{k}.done").write_text(str(len(arrays)))
+
+
 # -- the training stream -----------------------------------------------------------------------
 class TableStream(BatchSource):
     """The rows of some parts of a hash-split table file, preprocessed chunk by chunk, as
@@ -1273,6 +1325,9 @@ class TableStream(BatchSource):
     extra : tuple of arrays, optional
         ``(X, y)`` or ``(X, y, w)`` rows in memory streamed with the file's as one more chunk
         (:meth:`with_dev`: the dev split joining the training rows for a refit).
+    cache : ChunkCache, optional
+        Where preprocessed chunks are kept after their first read (``data.stream_cache``
+        makes one).
     """
 
     def __init__(
@@ -1282,6 +1337,7 @@ class TableStream(BatchSource):
         split: HashSplit,
         parts: Sequence[str] = ("train",),
         extra: tuple[np.ndarray, ...] | None = None,
+        cache: ChunkCache | None = None,
     ) -> None:
         self.stats, self.cfg, self.split = stats, cfg, split
         self.extra = extra if extra is not None and len(extra[1]) else None
@@ -1305,6 +1361,10 @@ class TableStream(BatchSource):
         )
         if stats.task == "classification":
             self._class_index = {n: i for i, n in enumerate(stats.target.class_names)}
+        if cache is None and cfg.get("stream_cache"):
+            row_bytes = 4 * self.n_features + 8 + (8 if self.weighted else 0)
+            cache = ChunkCache(self.n_rows * row_bytes)
+        self.cache = cache
 
     def with_dev(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> TableStream:
         """This stream with the dev split's rows (preprocessed, in memory) as one more chunk,
@@ -1312,13 +1372,23 @@ class TableStream(BatchSource):
         extra: tuple[np.ndarray, ...] = (X, y)
         if self.weighted:
             extra = (X, y, np.ones(len(y)) if w is None else np.asarray(w, np.float64))
-        return TableStream(self.stats, self.cfg, self.split, self.parts, extra)
+        return TableStream(self.stats, self.cfg, self.split, self.parts, extra, self.cache)
 
     def chunk(self, k: int) -> tuple[np.ndarray, ...]:
         """``(X, y)`` or ``(X, y, w)`` of chunk ``k``'s rows in :attr:`parts`, file order
         (chunk ``n_chunks``: the extra rows)."""
         if k == self.file.n_chunks:
             return self.extra
+        if self.cache is not None:
+            cached = self.cache.get(k)
+            if cached is not None:
+                return cached
+            arrays = self._read_chunk(k)
+            self.cache.put(k, arrays)
+            return arrays
+        return self._read_chunk(k)
+
+    def _read_chunk(self, k: int) -> tuple[np.ndarray, ...]:
         f = self.file
         raw = f.read(k, self.columns)
         rows = f.offsets[k] + np.arange(f.chunk_sizes[k])
