@@ -23,8 +23,10 @@ default), and seconds to fit. Columns no model should see are dropped for every 
 Options: ``--seeds N``, ``--tables a,b``, ``--set key=value`` (repeatable, a deepfit config
 override, to compare recipes), ``--budget 5m`` (deepfit searches its table space for that long
 per table and seed, as ``deepfit train --data FILE --target COL --budget 5m`` does, on the same
-80% and with the same dev split, then predicts with the winner), ``--out PATH`` (default
-``bench/tabular.md``, or ``bench/tabular_budget.md`` with ``--budget``; ``-``: none).
+80% and with the same dev split, then predicts with the winner), ``--contenders deepfit,mlp``
+(fit only these; the others' columns read ``-``: for comparing deepfit recipes quickly),
+``--out PATH`` (default ``bench/tabular.md``, or ``bench/tabular_budget.md`` with
+``--budget``; ``-``: none).
 """
 
 from __future__ import annotations
@@ -172,8 +174,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--budget", default="")
+    parser.add_argument("--contenders", default="deepfit,mlp,hgb")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = sorted(set(contenders) - {"deepfit", "mlp", "hgb"})
+    if unknown or not contenders:
+        parser.error(f"--contenders: choose among deepfit, mlp, hgb (got {args.contenders!r})")
     args.out = args.out or str(HERE / ("tabular_budget.md" if args.budget else "tabular.md"))
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
     rows = []
@@ -184,6 +191,8 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             Xtr, Xte, ytr, yte = split(X, y, task, seed)
             for key, fit in (("deepfit", None), ("mlp", fit_mlp), ("hgb", fit_hgb)):
+                if key not in contenders:
+                    continue
                 start = time.perf_counter()
                 if fit is None and args.budget:
                     pred, summary = fit_deepfit_budget(
@@ -196,14 +205,20 @@ def main(argv=None) -> int:
                 else:
                     pred = fit(Xtr, ytr, Xte, task, seed)
                 results[key].append((score(task, yte, pred), time.perf_counter() - start))
-        mean = {k: statistics.fmean(s for s, _ in v) for k, v in results.items()}
-        secs = {k: statistics.fmean(t for _, t in v) for k, v in results.items()}
+        nan = float("nan")
+        mean = {k: statistics.fmean(s for s, _ in v) if v else nan for k, v in results.items()}
+        secs = {k: statistics.fmean(t for _, t in v) if v else nan for k, v in results.items()}
         metric = "accuracy" if task == "classification" else "R^2"
+
+        def cell(x: float, spec: str) -> str:
+            return "-" if x != x else format(x, spec)
+
         row = (
-            f"| {name} | {metric} | {mean['deepfit']:.4f} | {mean['mlp']:.4f} | "
-            f"{mean['hgb']:.4f} | {mean['deepfit'] - mean['mlp']:+.4f} | "
-            f"{secs['deepfit']:.1f} | {secs['mlp']:.1f} | {secs['hgb']:.1f} | "
-            f"{statistics.fmean(epochs):.0f} |"
+            f"| {name} | {metric} | {cell(mean['deepfit'], '.4f')} | {cell(mean['mlp'], '.4f')} | "
+            f"{cell(mean['hgb'], '.4f')} | {cell(mean['deepfit'] - mean['mlp'], '+.4f')} | "
+            f"{cell(secs['deepfit'], '.1f')} | {cell(secs['mlp'], '.1f')} | "
+            f"{cell(secs['hgb'], '.1f')} | "
+            f"{cell(statistics.fmean(epochs) if epochs else nan, '.0f')} |"
         )
         rows.append(row)
         print(row, flush=True)
