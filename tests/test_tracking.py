@@ -264,3 +264,33 @@ def test_train_data_budget_refuses_a_bad_tracking_uri_before_any_trial(tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: MLflow tracking URI nosuchscheme://x:") and "\n" not in err
     assert not (out / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_a_study_that_trains_its_best_logs_that_run_nested_under_it(store, tmp_path):
+    from deepfit import tracking
+
+    uri, client = store
+    (tmp_path / "cfg.toml").write_text(CONFIG + TUNE.replace("trials = 8", "trials = 3"))
+    config = C.load(tmp_path / "cfg.toml")
+    out = tmp_path / "tune"
+    track = {"tracking_uri": uri, "experiment_name": EXPERIMENT}
+    summary = tracking.tune(
+        config, out, objective=BOWL, plots=False, study="with-best", train_best=True, **track
+    )
+    (parent,) = runs(client, "tags.`deepfit.study` = 'with-best'")
+    children = runs(client, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    (best,) = [c for c in children if c.info.run_name == "best"]
+    assert len(children) == 4 and best.info.status == "FINISHED"
+    run_dir = (out / "best").resolve()
+    assert best.data.tags["deepfit.run_dir"] == str(run_dir)
+    assert int(best.data.tags["deepfit.trial"]) == summary["best"]["number"]
+    resolved = C.read_raw(run_dir / "config.toml")
+    expected = {k: v if isinstance(v, str) else json.dumps(v) for k, v in C.flatten(resolved)}
+    assert best.data.params == expected
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert history(client, best.info.run_id, "dev_loss") == [
+        (int(r["epoch"]), pytest.approx(float(r["dev_loss"]))) for r in rows
+    ]
+    assert "model.npz" in {a.path for a in client.list_artifacts(best.info.run_id)}

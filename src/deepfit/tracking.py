@@ -10,7 +10,9 @@ config with its ``[tune]`` table as parameters; at the end the best value, ``tri
 ``best.toml`` and the figures) and every trial, as it ends, as a run nested under it (its
 values, its per-epoch dev metric, its state).
 ``deepfit train --data FILE --budget 5m --mlflow`` logs the winner the search trains into
-``OUT/best`` as one run, as ``train --mlflow`` would (with the search's ``trials.csv``).
+``OUT/best`` as one run, as ``train --mlflow`` would (with the search's ``trials.csv``); a
+study that trains its best configuration (``tune --budget``, ``--train-best``) logs that run
+nested under the study's, named ``best``.
 
 Where: the tracking URI given (``--tracking-uri``: ``sqlite:///mlflow.db``, a folder, or a
 tracking server's ``http://host:5000``), else MLflow's own choice (``MLFLOW_TRACKING_URI``,
@@ -419,6 +421,14 @@ def tune(
         parent.log_metrics({k: v for k, v in totals.items() if v is not None})
         files = [Path(out) / f for f in summary.get("files", [])]
         parent.log_artifacts(p for p in files if p.is_file())
+        best_run = summary.get("best_run")
+        if best_run is not None:  # train_best: the winner, as deepfit train --mlflow logs it
+            where = Path(best_run["out"]).resolve()
+            child = parent.child(
+                "best", {"deepfit.run_dir": str(where), "deepfit.trial": best_run.get("trial")}
+            )
+            log_run_dir(child, where)
+            child.end()
         summary["mlflow_run_id"] = parent.run_id
         return summary
     except BaseException as exc:
