@@ -273,7 +273,7 @@ class PackedTrainer:
     def _running(self) -> _Running:
         """The model, optimizer and penalties that train the running members this epoch:
         the trainer's own while every member runs (or its members share weights), else
-        compact copies of the running members (their learning rates set)."""
+        compact copies of the running members."""
         live = np.flatnonzero(self.optimizer.active)
         if (
             not self.compact
