@@ -87,7 +87,7 @@ patience = 3
 
 SEARCH = """
 [tune]
-trials = 10
+trials = 6
 pruning = false
 [tune.space.train]
 lr = "loguniform(1e-3, 1e-1)"
@@ -113,7 +113,7 @@ def table(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_by_one(table, tmp_path_factory):
-    """The 10-trial search with pack 1 (today's path): the reference."""
+    """The 6-trial search with pack 1 (today's path): the reference."""
     out = tmp_path_factory.mktemp("pack1") / "out"
     cfg = out.parent / "cfg.toml"
     cfg.write_text(config_text(table, SEARCH))
@@ -122,7 +122,7 @@ def one_by_one(table, tmp_path_factory):
 
 
 def same_trials(packed, alone) -> None:
-    assert len(packed) == len(alone) == 10
+    assert len(packed) == len(alone) == 6
     for p, a in zip(packed, alone, strict=True):
         assert p.params == a.params
         assert p.state == a.state == optuna.trial.TrialState.COMPLETE
@@ -139,29 +139,27 @@ def test_packed_study_equals_the_one_by_one_study(table, one_by_one, tmp_path):
     lines: list[str] = []
     summary = T.tune(C.load(cfg), tmp_path / "out", pack=4, plots=False, echo=lines.append)
     assert "packs of up to 4 trials" in lines[0]
-    # exactly 10 trials: groups of 4, 4 and the 2 left
-    assert summary["counted"] == summary["complete"] == 10
+    # exactly 6 trials: a group of 4 and the 2 left
+    assert summary["counted"] == summary["complete"] == 6
     packed = load(tmp_path / "out").trials
-    assert [t.user_attrs["group"] for t in packed] == [[0, 1, 2, 3]] * 4 + [[4, 5, 6, 7]] * 4 + [
-        [8, 9]
-    ] * 2
-    assert [t.user_attrs["pack"] for t in packed] == [4] * 8 + [2] * 2
+    assert [t.user_attrs["group"] for t in packed] == [[0, 1, 2, 3]] * 4 + [[4, 5]] * 2
+    assert [t.user_attrs["pack"] for t in packed] == [4] * 4 + [2] * 2
     same_trials(packed, alone)
     assert len({t.user_attrs["epochs"] for t in packed}) > 1  # members stopped on their own
     assert summary["best"] == reference["best"]
     table_rows = rows(tmp_path / "out")
-    assert [r["number"] for r in table_rows] == [str(i) for i in range(10)]
+    assert [r["number"] for r in table_rows] == [str(i) for i in range(6)]
     assert [r["dev_loss"] for r in table_rows] == [str(t.value) for t in alone]
     assert (tmp_path / "out" / "best.toml").exists()
 
 
 def test_tune_pack_in_the_config_and_its_refusals(table, tmp_path):
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(config_text(table, SEARCH.replace("trials = 10", "trials = 3\npack = 3")))
+    cfg.write_text(config_text(table, SEARCH.replace("trials = 6", "trials = 3\npack = 3")))
     summary = T.tune(C.load(cfg), tmp_path / "out", plots=False)
     assert summary["counted"] == 3
     assert [t.user_attrs["group"] for t in load(tmp_path / "out").trials] == [[0, 1, 2]] * 3
-    cfg.write_text(config_text(table, SEARCH.replace("trials = 10", "trials = 3\npack = 0")))
+    cfg.write_text(config_text(table, SEARCH.replace("trials = 6", "trials = 3\npack = 0")))
     with pytest.raises(C.ConfigError, match="tune.pack"):
         T.tune(C.load(cfg), tmp_path / "bad", plots=False)
     cfg.write_text(config_text(table, SEARCH))
@@ -170,7 +168,7 @@ def test_tune_pack_in_the_config_and_its_refusals(table, tmp_path):
 
 
 def test_members_are_pruned_one_by_one(table, tmp_path):
-    search = SEARCH.replace("trials = 10", "trials = 12").replace(
+    search = SEARCH.replace("trials = 6", "trials = 12").replace(
         "pruning = false", 'pruner = "median"'
     )
     cfg = tmp_path / "cfg.toml"
@@ -232,7 +230,7 @@ lr = "choice([0.003, 0.01, 0.03, 1000.0])"
 
 def test_a_group_whose_setup_raises_fails_every_member(table, tmp_path):
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(config_text(table, SEARCH.replace("trials = 10", "trials = 3")))
+    cfg.write_text(config_text(table, SEARCH.replace("trials = 6", "trials = 3")))
     summary = T.tune(
         C.load(cfg), tmp_path / "out", pack=3, group_objective=f"{HERE}:broken_group", plots=False
     )
@@ -244,9 +242,7 @@ def test_a_group_whose_setup_raises_fails_every_member(table, tmp_path):
 def test_data_that_refuses_packing_trains_the_members_alone(table, tmp_path):
     cfg = tmp_path / "cfg.toml"
     # four city levels above max_onehot = 2: a category embedding, not packed per member
-    cfg.write_text(
-        config_text(table, SEARCH.replace("trials = 10", "trials = 6"), data="max_onehot = 2")
-    )
+    cfg.write_text(config_text(table, SEARCH, data="max_onehot = 2"))
     lines: list[str] = []
     summary = T.tune(C.load(cfg), tmp_path / "out", pack=4, plots=False, echo=lines.append)
     assert summary["counted"] == summary["complete"] == 6
@@ -257,7 +253,7 @@ def test_data_that_refuses_packing_trains_the_members_alone(table, tmp_path):
 
 
 def test_coarse_to_fine_groups_never_cross_a_round(table, tmp_path):
-    search = SEARCH.replace("trials = 10", 'trials = 6\nstrategy = "coarse-to-fine"\nrounds = 3')
+    search = SEARCH.replace("trials = 6", 'trials = 6\nstrategy = "coarse-to-fine"\nrounds = 3')
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(config_text(table, search))
     summary = T.tune(C.load(cfg), tmp_path / "out", pack=4, plots=False)
@@ -283,7 +279,7 @@ def test_worker_processes_run_packed_groups_from_the_command_line(
     out = tmp_path / "out"
     code = main(["tune", str(cfg), "--pack", "4", "--workers", "2", "--out", str(out), "-q"])
     assert code in (0, None)
-    assert "10 trials counted: 10 complete" in capsys.readouterr().out
+    assert "6 trials counted: 6 complete" in capsys.readouterr().out
     packed = load(out, "cfg").trials
     same_trials(packed, one_by_one[1])
     hosts = {t.user_attrs["host"] for t in packed}
@@ -306,7 +302,7 @@ def test_help_names_the_flag(capsys, monkeypatch):
 def test_ray_runs_each_group_as_one_task(table, tmp_path):
     ray = pytest.importorskip("ray")
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(config_text(table, SEARCH.replace("trials = 10", "trials = 4")))
+    cfg.write_text(config_text(table, SEARCH.replace("trials = 6", "trials = 4")))
     summary = T.tune(C.load(cfg), tmp_path / "out", pack=2, executor="ray", workers=2, plots=False)
     assert not ray.is_initialized()
     assert summary["counted"] == summary["complete"] == 4
@@ -363,7 +359,7 @@ def alive(pid: int) -> bool:
 def test_kill_9_mid_group_then_resume(table, tmp_path, workers):
     n = 12
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(config_text(table, SEARCH.replace("trials = 10", f"trials = {n}")))
+    cfg.write_text(config_text(table, SEARCH.replace("trials = 6", f"trials = {n}")))
     out, pids = tmp_path / "out", tmp_path / "pids"
     proc = start(cfg, out, workers, pids)
     deadline = time.monotonic() + 120
