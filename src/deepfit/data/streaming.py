@@ -1594,7 +1594,8 @@ def prepare_stream(
     n = stats.part_rows.sum(axis=0)
     notes = [
         *stats.notes,
-        f"streamed from {Path(file.path).name}: {file.n_chunks} chunks, rows split by a hash "
+        f"streamed from {Path(file.path).name}: {file.n_chunks} chunk"
+        f"{'s' if file.n_chunks != 1 else ''}, rows split by a hash "
         f"of their index: {n[0]} train / {n[1]} dev / {n[2]} test",
     ]
     return StreamedTable(
