@@ -810,6 +810,16 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         return 2
+    except MemoryError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(
+            f"error: out of memory ({exc or 'MemoryError'}); a table larger than memory trains "
+            "from disk, chunk by chunk: --stream (data.stream = true) with a Parquet or .npy "
+            "file",
+            err=True,
+        )
+        return 2
     except Exception as exc:
         # usage errors (a missing argument, an unknown option) are click exceptions: from
         # typer's vendored copy of click or from click itself, depending on typer's version

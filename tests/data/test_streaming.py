@@ -566,3 +566,19 @@ def test_the_chunk_cache_gives_the_same_batches_and_goes_away(diamonds_with_hole
 
     gc.collect()
     assert not folder.exists()
+
+
+def test_running_out_of_memory_is_one_line_pointing_at_the_stream(tmp_path, monkeypatch, capsys):
+    from deepfit import experiment
+    from deepfit.cli import main
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 22.9 MiB for an array with shape (3000000,)")
+
+    monkeypatch.setattr(experiment, "run", exhausted)
+    path = to_parquet(shipped("penguins.csv"), tmp_path / "p.parquet", row_group_size=50)
+    assert (
+        main(["train", "--data", str(path), "--target", "species", "-o", str(tmp_path / "r")]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory" in err[0] and "--stream" in err[0]
