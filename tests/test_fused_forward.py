@@ -1,5 +1,6 @@
-"""Dense + ReLU fused in Sequential.forward: the numbers, caches and gradients of the
-layer-by-layer forward, on the NumPy and the JIT path."""
+"""Dense + ReLU, and BatchNorm + ReLU (+ Dropout), fused in Sequential.forward and backward:
+the numbers, caches and gradients of the layer-by-layer passes, on the NumPy and the JIT
+path."""
 
 from __future__ import annotations
 
@@ -77,3 +78,91 @@ def test_dense_without_bias_and_other_activations_are_not_fused():
         np.testing.assert_array_equal(
             model.forward(x, training=True), layer_by_layer(model, x, training=True)
         )
+
+
+def _bn_model(dtype, keep_prob):
+    # Dense(no bias) -> BatchNorm -> ReLU [-> Dropout] per hidden layer
+    return df.mlp(6, [12, 10], 3, batchnorm=True, keep_prob=keep_prob, rng=0, dtype=dtype)
+
+
+def _train_pass(model, x, dy, fused):
+    if fused:
+        out = model.forward(x, training=True)
+        dx = model.backward(dy)
+    else:
+        out = layer_by_layer(model, x, training=True)
+        for layer in reversed(model.layers):
+            dy = layer.backward(dy)
+        dx = dy
+    caches = []
+    for layer in model.layers:
+        for name in ("_positive", "_mask", "_z_hat", "_inv_std"):
+            value = getattr(layer, name, None)
+            if isinstance(value, np.ndarray):
+                caches.append(value.copy())
+    return out, dx, {**model.grads, **model.buffers}, caches
+
+
+@pytest.mark.parametrize("jit", JIT)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("keep_prob", [1.0, 0.7])
+def test_fused_batchnorm_relu_dropout_equals_the_layers(monkeypatch, jit, dtype, keep_prob):
+    monkeypatch.setattr(kernels, "USE_JIT", jit)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((24, 6))
+    dy = rng.standard_normal((24, 3)).astype(dtype)
+    results = []
+    for fused in (True, False):
+        model = _bn_model(dtype, keep_prob)  # same weights and dropout streams
+        for _ in range(2):  # the second pass: running statistics and masks moved on
+            results_step = _train_pass(model, x, dy, fused)
+        results.append(results_step)
+    (out0, dx0, g0, c0), (out1, dx1, g1, c1) = results
+    np.testing.assert_array_equal(out0, out1)
+    np.testing.assert_array_equal(dx0, dx1)
+    assert g0.keys() == g1.keys()
+    for k in g0:
+        np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)
+    assert len(c0) == len(c1) > 0
+    for a, b in zip(c0, c1, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_batchnorm_path_equals_the_numpy_path(monkeypatch, dtype):
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((32, 6))
+    x[4, 1] = np.nan  # NaN columns stay NaN on both paths
+    dy = rng.standard_normal((32, 3)).astype(dtype)
+    results = []
+    for jit in (False, True):
+        monkeypatch.setattr(kernels, "USE_JIT", jit)
+        with np.errstate(invalid="ignore"):
+            results.append(_train_pass(_bn_model(dtype, 0.8), x, dy, fused=True))
+    (out0, dx0, g0, c0), (out1, dx1, g1, c1) = results
+    np.testing.assert_array_equal(out0, out1)
+    np.testing.assert_array_equal(dx0, dx1)
+    for k in g0:
+        np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)
+    for a, b in zip(c0, c1, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_fused_batchnorm_with_a_fixed_dropout_mask(monkeypatch, jit):
+    monkeypatch.setattr(kernels, "USE_JIT", jit)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    dy = rng.standard_normal((8, 3)).astype(np.float32)
+    keep = (rng.random((8, 12)) < 0.5).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        model = _bn_model("float32", 0.5)
+        model.layers[3].mask = keep  # the first hidden layer's Dropout
+        results.append(_train_pass(model, x, dy, fused))
+    for a, b in zip(results[0][:2], results[1][:2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    dropout = _bn_model("float32", 0.5).layers[3]
+    assert type(dropout) is df.Dropout

@@ -302,3 +302,29 @@ def test_trainer_accuracy_is_the_same_on_both_paths(monkeypatch):
     expected = np.count_nonzero(model.predict(X).argmax(axis=1) == y) / 200
     assert jit_result["accuracy"] == expected
     assert jit_result["loss"] == pytest.approx(numpy_result["loss"], rel=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 5), (2, 2), (33, 64), (128, 513), (200, 1)])
+def test_dense_bias_gradient_is_bit_identical(monkeypatch, dtype, shape):
+    rng = np.random.default_rng(7)
+    m, n = shape
+    x = rng.standard_normal((m, 3)).astype(dtype)
+    dz = (rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3, shape)).astype(dtype)
+
+    def run():
+        layer = df.Dense(3, n, rng=0, dtype=dtype)
+        layer.forward(x, training=True)
+        dx = layer.backward(dz)
+        grads = {k: v.copy() for k, v in layer.grads.items()}
+        layer.grads["b"][...] = 0
+        layer.backward_params(dz)
+        assert np.array_equal(layer.grads["b"], grads["b"])
+        return dx, grads
+
+    (dx0, g0), (dx1, g1) = both_paths(monkeypatch, run)
+    np.testing.assert_array_equal(dx0, dx1)
+    np.testing.assert_array_equal(g0["b"], dz.sum(axis=0))
+    for k in g0:
+        np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)

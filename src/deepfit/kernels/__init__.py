@@ -70,6 +70,9 @@ _KERNELS = (  # the names served from deepfit.kernels._jit
     "batchnorm_forward",
     "batchnorm_backward",
     "softmax_cross_entropy",
+    "relu_dropout_forward",
+    "dropout_relu_backward",
+    "column_sum",
 )
 
 

@@ -214,3 +214,54 @@ def softmax_cross_entropy(z, y, scalars, grad):  # pragma: no cover
     for q in range(m * k):
         flat[q] = flat[q] / fm
     return total, hits, -1
+
+
+@numba.njit(**_OPTS)
+def relu_dropout_forward(a, positive, seed, threshold, scale, mask):  # pragma: no cover
+    """In place on a 1-D ``a``: ReLU then inverted dropout (twins: :func:`relu_forward`, then
+    :func:`dropout_forward` on its output): ``positive = a > 0``, ``a = max(a, 0)`` (NaN
+    passes), ``mask = scale * (bits < threshold)`` with the bits of
+    :func:`deepfit.nn.dropout.mask_bits`, ``a = a * mask``."""
+    n = a.shape[0]
+    zero = a.dtype.type(0)
+    for k in range(n // 2):
+        h = _splitmix64(seed, k)
+        lo = scale if (h & _LOW32) < threshold else zero
+        hi = scale if (h >> np.uint64(32)) < threshold else zero
+        q = 2 * k
+        x = a[q]
+        positive[q] = x > zero
+        mask[q] = lo
+        a[q] = (zero if x <= zero else x) * lo
+        x = a[q + 1]
+        positive[q + 1] = x > zero
+        mask[q + 1] = hi
+        a[q + 1] = (zero if x <= zero else x) * hi
+    if n % 2:
+        h = _splitmix64(seed, n // 2)
+        m = scale if (h & _LOW32) < threshold else zero
+        x = a[n - 1]
+        positive[n - 1] = x > zero
+        mask[n - 1] = m
+        a[n - 1] = (zero if x <= zero else x) * m
+
+
+@numba.njit(**_OPTS)
+def dropout_relu_backward(da, mask, positive, out):  # pragma: no cover
+    """``out = (da * mask) * positive`` on 1-D arrays (twins: Dropout's ``da * mask``, then
+    :func:`mask_multiply`); ``out`` may be ``da``."""
+    one = da.dtype.type
+    for i in range(da.shape[0]):
+        out[i] = (da[i] * mask[i]) * one(positive[i])
+
+
+@numba.njit(**_OPTS)
+def column_sum(a, out):  # pragma: no cover
+    """``out = a.sum(axis=0)`` for a C-ordered ``(m, n)`` ``a`` with ``m >= 1``, the rows added
+    in order as NumPy adds them (``out = a_0``, then ``out += a_i``): the same numbers."""
+    m, n = a.shape
+    for j in range(n):
+        out[j] = a[0, j]
+    for i in range(1, m):
+        for j in range(n):
+            out[j] += a[i, j]

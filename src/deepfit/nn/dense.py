@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from deepfit import kernels
 from deepfit.backend import RNGLike, array_module, as_generator, resolve_dtype
 from deepfit.errors import DeepfitError, ShapeError
 from deepfit.nn.init import Initializer, get_initializer
@@ -88,21 +89,28 @@ class Dense(Layer):
         x = self._x
         if x is None:
             raise self._missing_cache()
-        xp = array_module(dz)
-        W = self.params["W"]
-        xp.matmul(x.T, dz, out=self.grads["W"])
-        if "b" in self.grads:
-            dz.sum(axis=0, out=self.grads["b"])
-        return dz @ W.T
+        self._param_grads(x, dz)
+        return dz @ self.params["W"].T
 
     def backward_params(self, dz) -> None:
         x = self._x
         if x is None:
             raise self._missing_cache()
-        xp = array_module(dz)
-        xp.matmul(x.T, dz, out=self.grads["W"])
-        if "b" in self.grads:
-            dz.sum(axis=0, out=self.grads["b"])
+        self._param_grads(x, dz)
+
+    def _param_grads(self, x, dz) -> None:
+        """``dW = x^T dz`` and ``db = sum_i dz_i`` into ``grads``."""
+        grads = self.grads
+        xp = np if type(dz) is np.ndarray else array_module(dz)
+        xp.matmul(x.T, dz, out=grads["W"])
+        db = grads.get("b")
+        if db is not None:
+            # the kernel adds the rows in NumPy's order (bit for bit), which for a single
+            # column is pairwise instead
+            if dz.ndim == 2 and dz.shape[0] and dz.shape[1] > 1 and kernels.usable(dz, db):
+                kernels.column_sum(dz, db)
+            else:
+                dz.sum(axis=0, out=db)
 
     def _clear_cache(self) -> None:
         self._x = None

@@ -123,7 +123,9 @@ class Dropout(Layer):
         if not training or not self.active:
             self._mask = None if not training else 1
             return a
-        seed = self.rng.integers(0, 2**64, dtype=np.uint64)  # one draw per mask
+        # one draw per mask: the generator's next 64 bits, as integers(0, 2**64, uint64)
+        # gives them, without its range machinery
+        seed = np.uint64(self.rng.bit_generator.random_raw())
         threshold = keep_threshold(self.keep_prob)
         scale = a.dtype.type(1.0 / self.keep_prob)
         if kernels.usable(a):

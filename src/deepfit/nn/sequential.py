@@ -46,7 +46,10 @@ class Sequential:
 
         A ``Dense`` layer with a bias followed by a ``ReLU`` runs as one product and one
         fused pass ``max(x W + b, 0)`` (:meth:`Dense.forward_linear`,
-        :meth:`ReLU.forward_biased`): the same numbers and caches as the two calls.
+        :meth:`ReLU.forward_biased`), and in training a ``BatchNorm`` followed by a ``ReLU``
+        (and a ``Dropout``) as :meth:`BatchNorm.forward_relu`: the same numbers and caches as
+        the layers' own calls. :meth:`backward` fuses the same groups back
+        (:meth:`BatchNorm.backward_relu`).
         """
         first = self._first_param()
         if first is not None:
@@ -63,6 +66,13 @@ class Sequential:
                     x = layers[i + 1].forward_biased(z, b, training)
                     i += 2
                     continue
+            elif (
+                training and type(layer) is BatchNorm and i + 1 < n and type(layers[i + 1]) is ReLU
+            ):
+                drop = layers[i + 2] if i + 2 < n and type(layers[i + 2]) is Dropout else None
+                x = layer.forward_relu(x, layers[i + 1], drop)
+                i += 3 if drop is not None else 2
+                continue
             x = layer.forward(x, training)
             i += 1
         return x
@@ -75,8 +85,24 @@ class Sequential:
         product) and ``None`` is returned.
         """
         layers = self.layers
-        for layer in reversed(layers[1:] if not input_grad else layers):
+        stop = 0 if input_grad else 1
+        i = len(layers) - 1
+        while i >= stop:
+            layer = layers[i]
+            kind = type(layer)
+            if kind is ReLU or kind is Dropout:  # the end of BatchNorm -> ReLU [-> Dropout]?
+                j = i - 1 if kind is ReLU else i - 2
+                if (
+                    j >= stop
+                    and type(layers[j]) is BatchNorm
+                    and type(layers[j + 1]) is ReLU
+                    and (kind is ReLU or j + 2 == i)
+                ):
+                    dy = layers[j].backward_relu(dy, layers[j + 1], layer if j + 2 == i else None)
+                    i = j - 1
+                    continue
             dy = layer.backward(dy)
+            i -= 1
         if not input_grad:
             if layers:
                 layers[0].backward_params(dy)
