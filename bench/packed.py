@@ -222,7 +222,7 @@ def products_ab(k: int = K, m: int = BATCH, dtype=np.float32) -> list[str]:
     return rows
 
 
-def levers_ab(ts, epochs: int, patience: int, reps: int) -> list[str]:
+def levers_ab(ts, epochs: int, patience: int, reps: int, only: str = "") -> list[str]:
     """Each lever off (A) and on (B), alternating in this process: medians of ``reps``."""
     from deepfit import kernels
     from deepfit.nn.packed import PackedDropout, PackedSequential
@@ -253,6 +253,8 @@ def levers_ab(ts, epochs: int, patience: int, reps: int) -> list[str]:
     ]
     rows = []
     for name, switch in levers:
+        if only not in name:
+            continue
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(reps):
             for flag in (False, True):
@@ -326,6 +328,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "packed.md"))
     parser.add_argument("--ab", action="store_true", help="A/B of each lever instead")
+    parser.add_argument("--lever", default="", help="--ab: only the levers whose name has this")
     parser.add_argument("--reps", type=int, default=3, help="runs of the packed training (median)")
     args = parser.parse_args(argv)
     ts = trials()
@@ -342,7 +345,7 @@ def main(argv=None) -> int:
             "",
             "| lever | off (s) | on (s) | speed-up |",
             "| --- | ---: | ---: | ---: |",
-            *levers_ab(ts, args.epochs, args.patience, args.reps),
+            *levers_ab(ts, args.epochs, args.patience, args.reps, args.lever),
             "",
             f"Products of one step (float32, K = {K}, batch {BATCH}; microseconds, median; "
             f"load average before: {os.getloadavg()[0]:.1f})",
