@@ -328,3 +328,22 @@ def test_dense_bias_gradient_is_bit_identical(monkeypatch, dtype, shape):
     np.testing.assert_array_equal(g0["b"], dz.sum(axis=0))
     for k in g0:
         np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)
+
+
+def test_adam_step_scalars_follow_t_lr_and_decay():
+    from deepfit.optim.ewa import bias_correction
+    from deepfit.optim.transforms import ScaleByAdam
+
+    adam = ScaleByAdam(0.9, 0.999, 1e-8)
+    for t, lr, wd in [
+        (1, 1e-3, 0.0),
+        (2, 1e-3, 0.0),
+        (3, 1e-3, 0.0),
+        (4, 5e-4, 0.0),
+        (5, 5e-4, 0.1),
+    ]:
+        got = adam._step_scalars(t, lr, wd, np.dtype(np.float32)).copy()
+        values = (0.9, 1.0 - 0.9, 0.999, 1.0 - 0.999, bias_correction(0.9, t))
+        values += (bias_correction(0.999, t), 1e-8, wd, lr)
+        assert np.array_equal(got, np.array(values, dtype=np.float32)), (t, lr, wd)
+    assert adam._step_scalars(6, 5e-4, 0.1, np.dtype(np.float64)).dtype == np.float64

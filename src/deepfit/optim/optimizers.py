@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import is_
 from typing import Any
 
 import numpy as np
@@ -211,9 +212,6 @@ class _FlatLayout:
         self.params: list[Any] = params
         self.grads: list[Any] = grads
         self.p_flat, self.g_flat = p_flat, g_flat
-        # identities of the views (unique while this layout keeps them alive)
-        self._p_ids = [id(p) for p in params]
-        self._g_ids = [id(g) for g in grads]
         self._runs_key: tuple = ()
         self._runs: list[tuple[int, int, float]] = []
 
@@ -221,9 +219,10 @@ class _FlatLayout:
         """Whether ``params`` and ``grads`` (same keys) are still exactly these views, in
         this order."""
         return (
-            list(map(id, params.values())) == self._p_ids
+            len(params) == len(self.names)
+            and all(map(is_, params.values(), self.params))
             and list(params) == self.names
-            and list(map(id, map(grads.__getitem__, self.names))) == self._g_ids
+            and all(map(is_, map(grads.__getitem__, self.names), self.grads))
         )
 
     def decay_runs(

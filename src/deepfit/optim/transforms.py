@@ -11,6 +11,7 @@ weighted averages (:func:`deepfit.optim.ewa.ewa_update_`), bias-corrected with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import is_
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,8 +81,8 @@ class Transform:
                     start += p.size
                 entry = (flat, buffer, views, [id(v) for v in views])
                 cache[slot] = entry
-            elif list(map(id, map(store.get, names))) == entry[3]:
-                continue  # every entry is its view already (the views are alive: ids unique)
+            elif all(map(is_, map(store.get, names), entry[2])):
+                continue  # every entry is its view already
             for name, p, view in zip(names, params, entry[2], strict=True):
                 current = store.get(name)
                 if current is view:
@@ -216,11 +217,17 @@ class ScaleByAdam(Transform):
         as NumPy's ufuncs round a Python float: ``beta1, 1 - beta1, beta2, 1 - beta2,
         1 - beta1^t, 1 - beta2^t, eps, wd, lr``."""
         key = (t, lr, wd, dtype)
-        if key != self._scalars_key:
+        last = self._scalars_key
+        if key != last:
             b1, b2 = self.beta1, self.beta2
-            values = (b1, 1.0 - b1, b2, 1.0 - b2, bias_correction(b1, t))
-            values += (bias_correction(b2, t), self.eps, wd, lr)
-            self._scalars = np.array(values, dtype=dtype)  # each float rounded once
+            scalars = self._scalars
+            if last is not None and last[1:] == key[1:]:  # a new step: only t moved on
+                scalars[4] = bias_correction(b1, t)  # each float rounded once, as below
+                scalars[5] = bias_correction(b2, t)
+            else:
+                values = (b1, 1.0 - b1, b2, 1.0 - b2, bias_correction(b1, t))
+                values += (bias_correction(b2, t), self.eps, wd, lr)
+                self._scalars = np.array(values, dtype=dtype)  # each float rounded once
             self._scalars_key = key
         return self._scalars
 
