@@ -91,6 +91,7 @@ def packable(config: dict[str, Any]) -> str | None:
             ),
         ),
         ("data.augment", not config["data"].get("augment")),
+        ("data.stream (a table streamed from disk)", not config["data"].get("stream", False)),
     )
     for what, fine in checks:
         if not fine:
