@@ -175,3 +175,34 @@ def test_take_and_put_members():
         model.take([3])
     with pytest.raises(DeepfitError, match="deep ensemble"):
         packed_mlp(5, [6], 2, 3, kind="batch", rng=0).take([0])
+
+
+def test_resume_after_members_stopped_continues_exactly(tmp_path):
+    X, y = _data(240, 0)
+    Xd, yd = _data(80, 1)
+
+    def trainer(path=None):
+        model = packed_mlp(6, [16, 8], 2, 3, keep_prob=[[0.9, 0.8, 1.0]] * 2, rng=SEEDS)
+        opt = PackedAdam(3, LRS, weight_decay=WD)
+        return PackedTrainer(
+            model, optimizer=opt, batch_size=32, l2=L2, seed=7, patience=3, checkpoint=path
+        )
+
+    straight = trainer()
+    straight.fit(X, y, 30, validation_data=(Xd, yd))
+    first_stop = int(straight.epochs_run.min())
+    assert first_stop < int(straight.epochs_run.max())
+    path = tmp_path / "packed.npz"
+    trainer(path).fit(X, y, first_stop + 2, validation_data=(Xd, yd))  # a member has stopped
+    resumed = trainer(path)
+    resumed.fit(X, y, 30, validation_data=(Xd, yd), resume=True)
+    for a, b in zip(
+        straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert np.array_equal(a, b)
+    assert resumed.status == straight.status
+
+    def drop_time(history):
+        return [{k: v for k, v in rec.items() if k != "seconds"} for rec in history]
+
+    assert str(drop_time(resumed.history)) == str(drop_time(straight.history))  # NaN == NaN
