@@ -7,9 +7,13 @@ end, and at each epoch's report), so a run killed with ``kill -9`` has lost at m
 second of its count, and a rerun of the same command continues with what is left. With
 several drivers sharing one study, each driver's time counts (a compute budget).
 
-A trial is started only while time is left; a running trial may finish, so a search ends
-within the budget plus one trial (per worker). The final training of the winner
-(``OUT/best``) comes after the search.
+A trial is started only while time is left, with the deadline in its payload: a trial still
+running when it passes stops at its next epoch end (:class:`deepfit.tuning.worker.StopAtDeadline`,
+a packed group all its running members), scored on its best weights so far, so a search ends
+within the budget plus one epoch (per worker), and after a ``kill -9`` within the budget plus
+one trial (the killed trial's epochs are lost). Trials asked but still waiting for a worker at
+the deadline are interrupted, not counted. The final training of the winner (``OUT/best``, for
+the epochs its trial ran when the deadline stopped it) comes after the search.
 """
 
 from __future__ import annotations

@@ -107,6 +107,7 @@ def train_group(
     order. ``prepared`` is the data (:func:`deepfit.experiment.prepare` of the first config
     when ``None``). Raises :class:`DeepfitError` when the trials cannot share a network."""
     from deepfit import experiment
+    from deepfit.tuning.worker import DEADLINE_REASON, past_deadline
 
     if not payloads:
         raise DeepfitError("train_group needs at least one trial")
@@ -193,6 +194,9 @@ def train_group(
             if report(number, logs["epoch"], value):
                 pruned[j] = value
                 trainer.stop_members([j], f"pruned after epoch {logs['epoch']}")
+        running = [j for j in range(k) if trainer.optimizer.active[j]]
+        if running and past_deadline(payloads[0]):
+            trainer.stop_members(running, f"{DEADLINE_REASON} after epoch {logs['epoch']}")
 
     has_dev = data.dev[0].shape[0] > 0
     weight = {"sample_weight": data.train_weight} if data.train_weight is not None else {}

@@ -96,7 +96,7 @@ from deepfit.tuning import executors as _executors
 from deepfit.tuning import space as _space
 from deepfit.tuning import strategies as _strategies
 from deepfit.tuning.packed import split_groups
-from deepfit.tuning.worker import DEFAULT_GROUP_OBJECTIVE, DEFAULT_OBJECTIVE
+from deepfit.tuning.worker import DEADLINE_REASON, DEFAULT_GROUP_OBJECTIVE, DEFAULT_OBJECTIVE
 
 MAX_ATTEMPTS = 3
 HEARTBEAT_S = 30
@@ -635,6 +635,10 @@ class Tuner:
         while self._queue and self._free_slots() > 0:
             group = self._queue.pop(0)
             numbers = [int(p["number"]) for p in group]
+            if self.budget is not None:  # trials stop at the first epoch end past it
+                deadline = time.time() + max(self.budget.left(), 0.0)
+                for p in group:
+                    p["deadline"] = deadline
             for number in numbers:
                 self._tasks[number] = numbers[0]
             if len(group) == 1:
@@ -645,6 +649,20 @@ class Tuner:
             self.executor.submit_group(
                 numbers, {"members": group, "objective": self.group_objective}
             )
+
+    def _drop_queued(self, reason: str) -> None:
+        """Asked trials still waiting for a slot when the search must end: interrupted (a
+        rerun with time left runs their points), never counted."""
+        trials = self.study.get_trials(deepcopy=False)
+        for group in self._queue:
+            for p in group:
+                number = int(p["number"])
+                self.running.pop(number, None)
+                trial_id = self._trial_ids.pop(number, None)
+                if self._beats is not None and trial_id is not None:
+                    self._beats.remove(trial_id)
+                self._interrupt(trials[number], reason)
+        self._queue.clear()
 
     def _ask_one(self, trials):
         """Ask for one trial: its payload (registered as running, not yet submitted), "told"
@@ -927,6 +945,8 @@ class Tuner:
                         else "no new trial"
                     )
                 )
+            if out_of_time and self._queue:
+                self._drop_queued("the budget ran out before it started")
             self._submit_queued()
             while (
                 not exhausted
@@ -996,6 +1016,7 @@ class Tuner:
                 "value": best.value,
                 "params": _space.from_optuna(self.space, best.params),
                 "epochs": best.user_attrs.get("epochs"),
+                "stop_reason": best.user_attrs.get("stop_reason"),
             }
         if self.budget is not None:
             self.budget.record(force=True)
@@ -1027,6 +1048,9 @@ class Tuner:
         from deepfit import experiment
 
         config = self.space.apply(self.config, best["params"])
+        if str(best.get("stop_reason") or "").startswith(DEADLINE_REASON) and best.get("epochs"):
+            # the winner was stopped by the search's deadline: its run trains as long again
+            config["train"]["epochs"] = int(best["epochs"])
         run_dir = self.out / BEST_DIR
         self.echo(f"training the best configuration (trial {best['number']}) into {run_dir}")
         result = experiment.run(config, run_dir, overwrite=True, progress=False)

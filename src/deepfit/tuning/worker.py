@@ -63,6 +63,36 @@ class ReportMetric(Callback):
             trainer.stop_reason = f"pruned after epoch {epoch + 1}"
 
 
+#: the reason a trial stopped by the search's deadline records (``stop_reason``)
+DEADLINE_REASON = "the search's time budget ran out"
+
+
+def past_deadline(payload: dict[str, Any]) -> bool:
+    """Whether the wall clock has passed the ``deadline`` (``time.time()`` seconds) the driver
+    gave a budgeted search's trial; never without one."""
+    deadline = payload.get("deadline")
+    return deadline is not None and time.time() >= float(deadline)
+
+
+class StopAtDeadline(Callback):
+    """Stop a budgeted search's trial at the first epoch end past the search's deadline (as
+    Ray Tune's ``time_budget_s`` stops running trials and Lightning's ``Timer`` stops a fit):
+    the trial keeps its best weights so far and is scored on them, so a search ends within its
+    budget plus one epoch, not one whole trial."""
+
+    order = 60  # after ReportMetric: the epoch is reported before the trial stops
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.stopped = False
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
+        if not trainer.stop_training and past_deadline(self.payload):
+            self.stopped = True
+            trainer.stop_training = True
+            trainer.stop_reason = f"{DEADLINE_REASON} after epoch {epoch + 1}"
+
+
 _PREPARED: dict[str, Any] = {}
 
 
@@ -89,7 +119,7 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     summary = experiment.run(
         config,
         None,
-        callbacks=[callback],
+        callbacks=[callback, StopAtDeadline(payload)],
         progress=False,
         write_plots=False,
         prepared=_prepared(config),
