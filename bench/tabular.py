@@ -32,6 +32,7 @@ per table and seed, as ``deepfit train --data FILE --target COL --budget 5m`` do
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -183,6 +184,7 @@ def main(argv=None) -> int:
         parser.error(f"--contenders: choose among deepfit, mlp, hgb (got {args.contenders!r})")
     args.out = args.out or str(HERE / ("tabular_budget.md" if args.budget else "tabular.md"))
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
+    load_start = os.getloadavg()[1]
     rows = []
     for name in names:
         X, y, task = load(name)
@@ -238,7 +240,9 @@ def main(argv=None) -> int:
             else ""
         )
         + f"Python {platform.python_version()}, "
-        f"{platform.processor() or platform.machine()}; BLAS: {blas}.",
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, 5-minute load "
+        f"average {load_start:.1f} at the start and {os.getloadavg()[1]:.1f} at the end (a "
+        f"shared machine: seconds are noisy, scores are not); BLAS: {blas}.",
         "",
         "| table | metric | deepfit | sklearn MLP | HGB | deepfit - MLP | s deepfit | s MLP "
         "| s HGB | epochs |",
