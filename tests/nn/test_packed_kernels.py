@@ -118,3 +118,22 @@ def test_two_class_softmax_loss_is_each_members_loss(dtype, monkeypatch):
         single = get_loss("softmax_cross_entropy")
         assert single.forward(logits[k], y) == packed.values[k]
         assert np.array_equal(single.backward(), grad[k])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_l2_gradient_kernel_equals_the_numpy_path(monkeypatch, dtype):
+    from deepfit.nn.packed import packed_penalties
+
+    rng = np.random.default_rng(5)
+    weights = [rng.standard_normal((3, 5, 4)).astype(dtype), rng.standard_normal((3, 4, 2))]
+    weights[1] = weights[1].astype(dtype)
+    results = []
+    for jit in (False, True):
+        monkeypatch.setattr(kernels, "USE_JIT", jit)
+        grads = [np.ones_like(w) for w in weights]
+        for penalty in packed_penalties(l2=[0.0, 0.3, 2.0], l1=[0.1, 0.0, 0.0], members=3):
+            penalty.add_grad(weights, grads, 17)
+        results.append(grads)
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == np.dtype(dtype) and np.array_equal(a, b)

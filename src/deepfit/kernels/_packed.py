@@ -146,3 +146,14 @@ def bias_grad(dz, db):  # pragma: no cover
         for i in range(m):
             for j in range(n):
                 db[k, j] += dz[k, i, j]
+
+
+@numba.njit(**_OPTS)
+def add_scaled(dw, w, c):  # pragma: no cover
+    """``dw_k = dw_k + c_k * w_k`` on C-ordered ``(K, n)`` arrays, ``c`` of length ``K`` in the
+    arrays' dtype (the L2 penalty's gradient; twin: ``dW += c[:, None, None] * W``)."""
+    n_members, n = dw.shape
+    for k in range(n_members):
+        ck = c[k]
+        for i in range(n):
+            dw[k, i] = dw[k, i] + ck * w[k, i]

@@ -913,6 +913,12 @@ class PackedPenalty(Penalty):
 
     def add_grad(self, weights, grads, m):
         for W, dW in zip(weights, grads, strict=True):
+            if W.ndim == 3 and self.kind == "l2" and kernels.usable(W, dW):
+                from deepfit.kernels._packed import add_scaled
+
+                k = W.shape[0]
+                add_scaled(dW.reshape(k, -1), W.reshape(k, -1), self._scale(m, W).reshape(k))
+                continue
             xp = array_module(W)
             term = W if self.kind == "l2" else xp.sign(W)
             if W.ndim == 3:
