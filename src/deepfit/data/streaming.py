@@ -1296,7 +1296,10 @@ class ChunkCache:
         if not done.exists():
             return None
         n = int(done.read_text())
-        return tuple(np.load(self.path / f"{k}.{i}.npy", mmap_mode="r") for i in range(n))
+        # plain views of the mapped files: slicing a numpy.memmap costs a Python call per view
+        return tuple(
+            np.load(self.path / f"{k}.{i}.npy", mmap_mode="r").view(np.ndarray) for i in range(n)
+        )
 
     def put(self, k: int, arrays: tuple[np.ndarray, ...]) -> None:
         for i, a in enumerate(arrays):  # each file whole, or not there
