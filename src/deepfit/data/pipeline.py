@@ -76,6 +76,36 @@ def _missing(values: np.ndarray) -> np.ndarray:
     return np.array([v is None for v in values], dtype=bool)
 
 
+def class_weights(class_weight: Any, names: list[str], counts: np.ndarray) -> np.ndarray:
+    """Per-class weights of ``data.class_weight``: ``"balanced"`` gives class ``k`` the weight
+    ``n / (K n_k)`` (scikit-learn's rule, ``counts`` the training rows' ``n_k``, a class without
+    rows 0); a mapping gives the classes it names their weights (others 1), and names a class
+    the target does not have."""
+    if class_weight == "balanced":
+        n = counts.sum()
+        return np.where(counts > 0, n / (len(names) * np.maximum(counts, 1)), 0.0)
+    unknown = [k for k in class_weight if k not in names]
+    if unknown:
+        raise DataError(
+            f"config key 'data.class_weight' names class {unknown[0]!r}, which the "
+            f"target does not have (classes: {', '.join(names)})"
+        )
+    return np.array([float(class_weight.get(n, 1.0)) for n in names])
+
+
+def table_scaling(cfg: Mapping[str, Any]) -> str:
+    """The scaler of a table's numbers for ``data.normalize`` (``auto``: the default)."""
+    scaling = cfg["normalize"]
+    if scaling == "auto":
+        return DEFAULT_TABLE_SCALING
+    if scaling == "scale":
+        raise DataError(
+            "config key 'data.normalize' = 'scale' is for pixels; tables use 'standardize', "
+            "'robust', 'quantile' or 'none'"
+        )
+    return scaling
+
+
 def sample_weights(
     table: Table, weight: str, y_index: np.ndarray | None, class_weight: Any, target: TargetEncoder
 ) -> np.ndarray | None:
@@ -101,18 +131,8 @@ def sample_weights(
         w = col.astype(np.float64)
     if class_weight not in (None, "none") and y_index is not None:
         names = target.class_names or []
-        if class_weight == "balanced":
-            counts = np.bincount(y_index, minlength=len(names)).astype(np.float64)
-            per_class = np.where(counts > 0, len(y_index) / (len(names) * np.maximum(counts, 1)), 0)
-        else:
-            unknown = [k for k in class_weight if k not in names]
-            if unknown:
-                raise DataError(
-                    f"config key 'data.class_weight' names class {unknown[0]!r}, which the "
-                    f"target does not have (classes: {', '.join(names)})"
-                )
-            per_class = np.array([float(class_weight.get(n, 1.0)) for n in names])
-        cw = per_class[y_index]
+        counts = np.bincount(y_index, minlength=len(names)).astype(np.float64)
+        cw = class_weights(class_weight, names, counts)[y_index]
         w = cw if w is None else w * cw
     if w is not None and not w.sum() > 0:
         raise DataError(f"{table.source}: every sample weight is zero")
@@ -210,14 +230,7 @@ def prepare_table(
     for part, rows in (("dev", i_dev), ("test", i_te)):
         tables[part] = extra[part] if part in extra else main.take(rows[:, 0].astype(np.int64))
 
-    scaling = cfg["normalize"]
-    if scaling == "auto":
-        scaling = DEFAULT_TABLE_SCALING
-    if scaling == "scale":
-        raise DataError(
-            "config key 'data.normalize' = 'scale' is for pixels; tables use 'standardize', "
-            "'robust', 'quantile' or 'none'"
-        )
+    scaling = table_scaling(cfg)
     pre = TablePreprocessor(
         roles, scaling=scaling, max_onehot=cfg["max_onehot"], missing=cfg["missing"]
     ).fit(tables["train"])

@@ -71,7 +71,7 @@ from deepfit.backend import RNGLike, as_generator
 from deepfit.data.batches import BatchSource, _check_batch_size
 from deepfit.data.columns import _ROW_NUMBER_NAMES, ColumnRoles
 from deepfit.data.dataset import label_key, sort_class_names
-from deepfit.data.pipeline import MAX_AUTO_CLASSES
+from deepfit.data.pipeline import MAX_AUTO_CLASSES, class_weights, table_scaling
 from deepfit.data.preprocess import (
     MISSING_LEVEL,
     TablePreprocessor,
@@ -826,16 +826,7 @@ class _FirstPass:
         """The fitted :class:`TablePreprocessor`, built through its saved state, and the
         training rows' missing cells."""
         cfg, path = self.cfg, self.file.path
-        scaling = cfg["normalize"]
-        if scaling == "auto":
-            from deepfit.data.pipeline import DEFAULT_TABLE_SCALING
-
-            scaling = DEFAULT_TABLE_SCALING
-        if scaling == "scale":
-            raise DataError(
-                "config key 'data.normalize' = 'scale' is for pixels; tables use 'standardize', "
-                "'robust', 'quantile' or 'none'"
-            )
+        scaling = table_scaling(cfg)
         numeric, categorical = roles.of("numeric"), roles.of("categorical")
         used = numeric + categorical
         if cfg["missing"] == "error":
@@ -1010,17 +1001,7 @@ class _FirstPass:
                     weight[i] += entry[2]
         cw = cfg["class_weight"]
         if cw not in (None, "none") and target.task == "classification":
-            if cw == "balanced":
-                n = counts.sum()
-                per_class = np.where(counts > 0, n / (len(names) * np.maximum(counts, 1)), 0.0)
-            else:
-                unknown = [k for k in cw if k not in names]
-                if unknown:
-                    raise DataError(
-                        f"config key 'data.class_weight' names class {unknown[0]!r}, which the "
-                        f"target does not have (classes: {', '.join(names)})"
-                    )
-                per_class = np.array([float(cw.get(n, 1.0)) for n in names])
+            per_class = class_weights(cw, names, counts)
         if self.bad_weight is not None:
             row, value = self.bad_weight
             raise DataError(
