@@ -7,6 +7,10 @@ prints the share of samples whose innermost deepfit-or-NumPy frame is each funct
 time beyond the matrix products can be read off. Needs ``pip install py-spy``.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/profile_epoch.py [--bn]
+
+The first line after the sample count is the share of the samples outside the matrix
+products (everything deepfit could still make faster; ``OPENBLAS_NUM_THREADS=1`` shows it on
+one core, where it does not depend on how busy the other core is).
 """
 
 from __future__ import annotations
@@ -128,6 +132,9 @@ def main() -> None:
     total = counts["(all of fit)"] if args.inclusive else sum(counts.values())
     name = "workload 1 (small)" if args.small else "workload 2"
     print(f"{name}{' + batch norm + dropout' if args.bn else ''}: {total} samples in fit")
+    if total:
+        blas = counts["BLAS (matrix products)"]
+        print(f"non-BLAS share of fit: {100 * (total - blas) / total:.1f}%")
     for name, n in counts.most_common(30 if args.inclusive else 18):
         print(f"{100 * n / total:6.1f}%  {name}")
 
