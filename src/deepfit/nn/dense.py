@@ -76,8 +76,8 @@ class Dense(Layer):
         fused with what follows (:meth:`deepfit.nn.activations.ReLU.forward_biased`).
         Caches ``x`` for :meth:`backward` like :meth:`forward`."""
         W = self.params["W"]
-        xp = np if type(x) is np.ndarray and type(W) is np.ndarray else array_module(x, W)
-        x = xp.asarray(x, dtype=W.dtype)
+        if type(x) is not np.ndarray or type(W) is not np.ndarray or x.dtype is not W.dtype:
+            x = array_module(x, W).asarray(x, dtype=W.dtype)
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ShapeError(
                 f"{self!r} expects input of shape (batch, {self.n_in}), got {tuple(x.shape)}"

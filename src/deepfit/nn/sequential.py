@@ -52,7 +52,7 @@ class Sequential:
         (:meth:`BatchNorm.backward_relu`).
         """
         first = self._first_param()
-        if first is not None:
+        if first is not None and (type(x) is not type(first) or x.dtype is not first.dtype):
             xp = np if type(first) is np.ndarray else array_module(first)
             x = xp.asarray(x, dtype=first.dtype)
         layers = self.layers
