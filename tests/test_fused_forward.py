@@ -166,3 +166,36 @@ def test_fused_batchnorm_with_a_fixed_dropout_mask(monkeypatch, jit):
         np.testing.assert_array_equal(a, b)
     dropout = _bn_model("float32", 0.5).layers[3]
     assert type(dropout) is df.Dropout
+
+
+@pytest.mark.parametrize("jit", JIT)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("rows", [1, 17])
+def test_fused_relu_bias_backward_equals_the_layers(monkeypatch, jit, dtype, input_grad, rows):
+    # Dense -> ReLU backward: the bias gradient summed in ReLU's pass (one hidden layer of
+    # a single unit keeps NumPy's own sum)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((rows, 5))
+    dy = rng.standard_normal((rows, 3)).astype(dtype)
+    results = []
+    for fused, use_jit in ((True, jit), (False, jit), (False, False)):  # last: NumPy's own
+        monkeypatch.setattr(kernels, "USE_JIT", use_jit)
+        model = df.mlp(5, [8, 1, 6], 3, rng=0, dtype=dtype)
+        model.forward(x, training=True)
+        if fused:
+            dx = model.backward(dy, input_grad=input_grad)
+        else:
+            d = dy
+            for layer in reversed(model.layers[1:] if not input_grad else model.layers):
+                d = layer.backward(d)
+            dx = d if input_grad else model.layers[0].backward_params(d)
+        results.append((dx, {k: v.copy() for k, v in model.grads.items()}))
+    (dx0, g0) = results[0]
+    for dx1, g1 in results[1:]:
+        if input_grad:
+            np.testing.assert_array_equal(dx0, dx1)
+        else:
+            assert dx0 is None and dx1 is None
+        for k in g0:
+            np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)

@@ -76,6 +76,7 @@ _KERNELS = (  # the names served from deepfit.kernels._jit
     "relu_dropout_forward",
     "dropout_relu_backward",
     "column_sum",
+    "relu_backward_bias",
 )
 
 

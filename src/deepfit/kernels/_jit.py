@@ -265,3 +265,21 @@ def column_sum(a, out):  # pragma: no cover
     for i in range(1, m):
         for j in range(n):
             out[j] += a[i, j]
+
+
+@numba.njit(**_OPTS)
+def relu_backward_bias(da, positive, dz, db):  # pragma: no cover
+    """ReLU's backward with the bias gradient of the ``Dense`` layer in front, on C-ordered
+    ``(m, n)`` arrays, ``m >= 1``: ``dz = da * positive`` (twin: :func:`mask_multiply`) and
+    ``db = dz.sum(axis=0)`` with the rows added in NumPy's order (twin: :func:`column_sum`)."""
+    m, n = da.shape
+    one = da.dtype.type
+    for j in range(n):
+        d = da[0, j] * one(positive[0, j])
+        dz[0, j] = d
+        db[j] = d
+    for i in range(1, m):
+        for j in range(n):
+            d = da[i, j] * one(positive[i, j])
+            dz[i, j] = d
+            db[j] += d

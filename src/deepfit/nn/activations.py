@@ -60,6 +60,26 @@ class ReLU(Layer):
             return dz
         return da * positive
 
+    def backward_bias(self, da, db):
+        """:meth:`backward`, also filling ``db`` with the column sums of the result (the bias
+        gradient of the ``Dense`` layer in front) in the same pass, with the JIT on
+        (:func:`deepfit.kernels.relu_backward_bias`; NumPy's row order, the same numbers).
+        Returns ``None``, having done nothing, when the kernel cannot take the arrays."""
+        positive = self._positive
+        if (
+            positive is None
+            or not kernels.usable(da, db)
+            or da.ndim != 2
+            or da.shape != positive.shape
+            or da.shape[0] == 0
+            or db.shape != (da.shape[1],)
+            or da.shape[1] < 2  # one column: NumPy sums pairwise
+        ):
+            return None
+        dz = np.empty_like(da)
+        kernels.relu_backward_bias(da, positive, dz, db)
+        return dz
+
     def _clear_cache(self) -> None:
         self._positive = None
 

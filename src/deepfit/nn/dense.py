@@ -85,25 +85,27 @@ class Dense(Layer):
         self._x = x if training else None
         return x @ W
 
-    def backward(self, dz):
+    def backward(self, dz, *, bias_grad: bool = True):
+        """Fill ``grads`` and return ``dx = dz W^T``; ``bias_grad=False`` leaves ``grads["b"]``
+        to a caller that computed it already (:meth:`deepfit.nn.activations.ReLU.backward_bias`)."""
         x = self._x
         if x is None:
             raise self._missing_cache()
-        self._param_grads(x, dz)
+        self._param_grads(x, dz, bias_grad)
         return dz @ self.params["W"].T
 
-    def backward_params(self, dz) -> None:
+    def backward_params(self, dz, *, bias_grad: bool = True) -> None:
         x = self._x
         if x is None:
             raise self._missing_cache()
-        self._param_grads(x, dz)
+        self._param_grads(x, dz, bias_grad)
 
-    def _param_grads(self, x, dz) -> None:
-        """``dW = x^T dz`` and ``db = sum_i dz_i`` into ``grads``."""
+    def _param_grads(self, x, dz, bias_grad: bool = True) -> None:
+        """``dW = x^T dz`` and (``bias_grad``) ``db = sum_i dz_i`` into ``grads``."""
         grads = self.grads
         xp = np if type(dz) is np.ndarray else array_module(dz)
         xp.matmul(x.T, dz, out=grads["W"])
-        db = grads.get("b")
+        db = grads.get("b") if bias_grad else None
         if db is not None:
             # the kernel adds the rows in NumPy's order (bit for bit), which for a single
             # column is pairwise instead

@@ -101,6 +101,17 @@ class Sequential:
                     dy = layers[j].backward_relu(dy, layers[j + 1], layer if j + 2 == i else None)
                     i = j - 1
                     continue
+                # Dense -> ReLU: the bias gradient summed in ReLU's backward pass
+                dense = layers[i - 1] if kind is ReLU and i else None
+                if type(dense) is Dense and "b" in dense.grads:
+                    dz = layer.backward_bias(dy, dense.grads["b"])
+                    if dz is not None:
+                        if i - 1 >= stop:
+                            dy = dense.backward(dz, bias_grad=False)
+                            i -= 2
+                            continue
+                        dense.backward_params(dz, bias_grad=False)  # the first layer
+                        return None
             dy = layer.backward(dy)
             i -= 1
         if not input_grad:
