@@ -173,7 +173,8 @@ class Trainer:
         self.batches_per_epoch = 0
         self.n_train = 0
         self.feature_names: list[str] | None = None  # a DataFrame's columns, set by fit
-        self.data_digest = ""
+        self._digest = ""
+        self._digest_of: Any = None  # what data_digest hashes, the first time it is asked
         self.stop_training = False
         self.stop_reason: str | None = None
         self.resumed = False
@@ -182,6 +183,16 @@ class Trainer:
         self._errstate = {"over": "ignore", "invalid": "ignore"} if terminate_on_nan else {}
 
     # -- helpers -------------------------------------------------------------------------
+    @property
+    def data_digest(self) -> str:
+        """The training data's :func:`data_digest` (a stream's own), computed when a checkpoint
+        first asks for it (hashing a large training set costs as much as a step or two), then
+        kept; ``""`` before :meth:`fit`."""
+        if not self._digest and self._digest_of is not None:
+            of = self._digest_of
+            self._digest = data_digest(*of) if isinstance(of, tuple) else of.digest()
+        return self._digest
+
     @property
     def task(self) -> str:
         return self.loss.task
@@ -330,7 +341,7 @@ class Trainer:
             dev = (dev_x, dev_y, dev_w)
         self.weighted = w is not None if source is None else source.weighted
         self.epochs, self.n_train = epochs, X.shape[0]
-        self.data_digest = data_digest(X, y, w) if source is None else source.digest()
+        self._digest, self._digest_of = "", source if source is not None else (X, y, w)
         self.batches_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
