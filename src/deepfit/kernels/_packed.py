@@ -13,11 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_OPTS = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_LOW32 = np.uint64(0xFFFFFFFF)
+from deepfit.kernels._jit import _OPTS, dropout_forward
 
 
 @numba.njit(**_OPTS)
@@ -56,14 +52,6 @@ def packed_adam_step(p, g, v, s, scalars, active, decay):  # pragma: no cover
 
 
 @numba.njit(**_OPTS)
-def _splitmix64(seed, k):  # pragma: no cover
-    h = seed + np.uint64(k + 1) * _GOLDEN
-    h = (h ^ (h >> np.uint64(30))) * _MIX1
-    h = (h ^ (h >> np.uint64(27))) * _MIX2
-    return h ^ (h >> np.uint64(31))
-
-
-@numba.njit(**_OPTS)
 def bias_relu_dropout_forward(z, b, positive, seeds, thresholds, scales, mask):  # pragma: no cover
     """In place on a C-ordered ``(K, m, n)`` ``z``: ``a = max(z + b_k, 0)`` (NaN passes through),
     ``positive = z + b_k > 0``, then inverted dropout ``z = a * mask`` with member ``k``'s
@@ -95,20 +83,7 @@ def bias_relu_dropout_forward(z, b, positive, seeds, thresholds, scales, mask): 
             for t in range(size):
                 mk[t] = one
             continue
-        seed, scale = seeds[k], scales[k]
-        for t in range(size // 2):  # two 32-bit draws per hash, as the single kernel
-            h = _splitmix64(seed, t)
-            lo = scale if (h & _LOW32) < thr else zero
-            hi = scale if (h >> np.uint64(32)) < thr else zero
-            mk[2 * t] = lo
-            flat[2 * t] = flat[2 * t] * lo
-            mk[2 * t + 1] = hi
-            flat[2 * t + 1] = flat[2 * t + 1] * hi
-        if size % 2:
-            h = _splitmix64(seed, size // 2)
-            d = scale if (h & _LOW32) < thr else zero
-            mk[size - 1] = d
-            flat[size - 1] = flat[size - 1] * d
+        dropout_forward(flat, seeds[k], thr, scales[k], flat, mk)  # the single kernel, in place
 
 
 @numba.njit(**_OPTS)
