@@ -104,6 +104,14 @@ def _is_id_like(values: np.ndarray) -> bool:
     return bool(np.all(values == np.round(values))) and np.unique(values).size == n
 
 
+def id_warning(name: str, n: int) -> str:
+    """The warning for column ``name`` dropped as an identifier (``n`` distinct values)."""
+    return (
+        f"column {name!r} looks like an identifier (all {n} values distinct) and is not used; "
+        "name it in data.numeric or data.categorical to use it"
+    )
+
+
 def infer_roles(
     table: Table,
     target: str | Iterable[str] | None,
@@ -154,10 +162,7 @@ def infer_roles(
             roles[name], reasons[name] = "drop", "constant"
         elif _is_id_like(values):
             roles[name], reasons[name] = "drop", "ID-like"
-            warnings.append(
-                f"column {name!r} looks like an identifier (all {len(values)} values distinct) "
-                f"and is not used; name it in data.numeric or data.categorical to use it"
-            )
+            warnings.append(id_warning(name, len(values)))
         else:
             roles[name] = "numeric" if values.dtype.kind == "f" else "categorical"
     if not any(r != "drop" for r in roles.values()):

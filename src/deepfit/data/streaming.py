@@ -69,7 +69,7 @@ import numpy as np
 
 from deepfit.backend import RNGLike, as_generator
 from deepfit.data.batches import BatchSource, _check_batch_size
-from deepfit.data.columns import _ROW_NUMBER_NAMES, ColumnRoles
+from deepfit.data.columns import _ROW_NUMBER_NAMES, ColumnRoles, id_warning
 from deepfit.data.dataset import label_key, sort_class_names
 from deepfit.data.pipeline import MAX_AUTO_CLASSES, class_weights, table_scaling
 from deepfit.data.preprocess import (
@@ -81,6 +81,7 @@ from deepfit.data.preprocess import (
 )
 from deepfit.data.split import _check_fractions, auto_split_sizes
 from deepfit.data.tables import DEFAULT_NA_VALUES, PARQUET_SUFFIXES, Table
+from deepfit.data.tabular import _is_number
 from deepfit.errors import DataError
 
 #: Suffixes of the files that can be streamed.
@@ -799,7 +800,7 @@ class _FirstPass:
                     and self.is_permutation(c)
                 ):
                     roles[name], reasons[name] = "drop", "ID-like"
-                    warnings.append(_id_warning(name, n))
+                    warnings.append(id_warning(name, n))
                 else:
                     roles[name] = "numeric"
             else:
@@ -815,7 +816,7 @@ class _FirstPass:
                     roles[name], reasons[name] = "drop", "constant"
                 elif n >= 20 and None not in present and len(present) == n:
                     roles[name], reasons[name] = "drop", "ID-like"
-                    warnings.append(_id_warning(name, n))
+                    warnings.append(id_warning(name, n))
                 else:
                     roles[name] = "categorical"
         if not any(r != "drop" for r in roles.values()):
@@ -1019,21 +1020,6 @@ class _FirstPass:
         rows = np.concatenate([np.zeros(0, np.int64), *(i for _, i in self.kept[part])])
         raw = self.file.concat(raws, self.needed)
         return self.file.table(raw, self.needed, self.kinds, self.na, rows)
-
-
-def _id_warning(name: str, n: int) -> str:
-    return (
-        f"column {name!r} looks like an identifier (all {n} values distinct) and is not used; "
-        "name it in data.numeric or data.categorical to use it"
-    )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _not_none(cells: np.ndarray) -> np.ndarray:
