@@ -186,8 +186,9 @@ class Trainer:
     @property
     def data_digest(self) -> str:
         """The training data's :func:`data_digest` (a stream's own), computed when a checkpoint
-        first asks for it (hashing a large training set costs as much as a step or two), then
-        kept; ``""`` before :meth:`fit`."""
+        first asks for it during :meth:`fit` (hashing a large training set costs as much as a
+        step or two), then kept; ``""`` before :meth:`fit`, and after it when no checkpoint
+        asked (the arrays are not held past :meth:`fit`)."""
         if not self._digest and self._digest_of is not None:
             of = self._digest_of
             self._digest = data_digest(*of) if isinstance(of, tuple) else of.digest()
@@ -449,7 +450,8 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         finally:
-            self.train_inputs = None
+            # the training arrays are not held past fit (a checkpoint hashed them already)
+            self.train_inputs, self._digest_of = None, None
             for cb in self.callbacks:
                 cb.close(self)
         if diverged and self.epoch == 0:
