@@ -85,12 +85,15 @@ def is_table_source(cfg: dict[str, Any]) -> bool:
     return cfg["source"] == "csv" and not cfg["path"].endswith(".npz")
 
 
-def prepare_table_data(config: dict[str, Any], table: Any = None) -> PreparedData:
-    """The tabular path (:mod:`deepfit.data.pipeline`) as :class:`PreparedData`."""
+def prepare_table_data(
+    config: dict[str, Any], table: Any = None, *, fold: tuple[int, int] | None = None
+) -> PreparedData:
+    """The tabular path (:mod:`deepfit.data.pipeline`) as :class:`PreparedData`; ``fold`` as
+    in :func:`prepare`."""
     from deepfit.data.pipeline import prepare_table
 
     seed = streams(config["train"]["seed"])["data"]
-    t = prepare_table(config["data"], seed=seed, table=table)
+    t = prepare_table(config["data"], seed=seed, table=table, fold=fold)
     if t.task == "classification":
         n_outputs = len(t.target.class_names)
     else:
@@ -187,17 +190,29 @@ def _relabel(extra: datasets.Dataset, main: datasets.Dataset, where: str) -> np.
     return datasets.encode_labels(raw, main.class_names, source=where)
 
 
-def prepare(config: dict[str, Any]) -> PreparedData:
-    """Load, subsample, split, normalize (fitted on train only) and set up augmentation."""
+def prepare(config: dict[str, Any], *, fold: tuple[int, int] | None = None) -> PreparedData:
+    """Load, subsample, split, normalize (fitted on train only) and set up augmentation.
+
+    ``fold = (i, k)``: cross-validation fold ``i`` of ``k`` (``tune.cv``): the test split is
+    the usual one, the dev set is fold ``i`` of the other rows and the training set the rest
+    (:func:`deepfit.data.split.train_dev_test_split`); every scaler, category level and
+    imputed value is fitted on that training set alone."""
     cfg = config["data"]
     if is_table_source(cfg):
         from deepfit.data.streaming import read_npy_table, should_stream
 
         if should_stream(cfg):
+            if fold is not None:
+                raise ConfigError(
+                    "config key 'tune.cv' trains on folds of a table in memory; this table "
+                    "is streamed from disk (data.stream): set data.stream = false or tune.cv = 1"
+                )
             return prepare_stream_data(config)
         if cfg["source"] == "npy":
-            return prepare_table_data(config, read_npy_table(cfg["path"], cfg["na_values"]))
-        return prepare_table_data(config)
+            return prepare_table_data(
+                config, read_npy_table(cfg["path"], cfg["na_values"]), fold=fold
+            )
+        return prepare_table_data(config, fold=fold)
     if cfg.get("stream") is True:
         raise ConfigError(
             f"config key 'data.stream' applies to tables (parquet, npy); source "
@@ -237,7 +252,7 @@ def prepare(config: dict[str, Any]) -> PreparedData:
             fractions = [fractions[0] + fractions[1], 0.0, fractions[2]]
         if test is not None:
             fractions = [fractions[0] + fractions[2], fractions[1], 0.0]
-    split = datasets.train_dev_test_split(X, y, fractions, rng=seed, dev=dev, test=test)
+    split = datasets.train_dev_test_split(X, y, fractions, rng=seed, dev=dev, test=test, fold=fold)
     (Xtr, ytr), (Xd, yd), (Xte, yte) = split
     standardizer = None
     if cfg["normalize"] in ("standardize", "auto"):

@@ -153,8 +153,11 @@ def prepare_table(
     *,
     seed: int,
     table: Any = None,
+    fold: tuple[int, int] | None = None,
 ) -> TableSplits:
-    """Run the tabular path for the ``[data]`` section ``cfg`` (see the module docstring)."""
+    """Run the tabular path for the ``[data]`` section ``cfg`` (see the module docstring);
+    ``fold = (i, k)``: the dev split is cross-validation fold ``i`` of ``k`` of the non-test
+    rows, the training split the other folds (:func:`~deepfit.data.split.train_dev_test_split`)."""
     main = load_table(table if table is not None else cfg["path"], cfg)
     target_name = cfg["target"]
     raw_y = _target_column(main, target_name)
@@ -224,6 +227,7 @@ def prepare_table(
         rng=seed,
         dev=placeholders.get("dev"),
         test=placeholders.get("test"),
+        fold=fold,
     )
     (i_tr, _), (i_dev, _), (i_te, _) = split
     tables = {"train": main.take(i_tr[:, 0].astype(np.int64))}

@@ -21,6 +21,12 @@ n           dev = test     train / dev / test
 never increases: 20% up to 10,000 examples, then a floor of 2,000 examples each (so an
 error rate is still measured to about +-1%), until 1% of the data exceeds that floor at
 200,000 examples.
+
+**Cross-validation folds** (``fold=(i, k)``, what ``tune.cv = k`` trains on): the test rows are
+drawn exactly as without folds; the remaining rows (train + dev) are divided into ``k`` folds by
+:func:`kfold_indices` (stratified for class labels, shuffled by the same generator, so the same
+seed gives the same folds), and fold ``i`` becomes the dev set, the other ``k - 1`` the
+training set, as scikit-learn's ``StratifiedKFold(shuffle=True)`` / ``KFold(shuffle=True)``.
 """
 
 from __future__ import annotations
@@ -147,6 +153,73 @@ def _stratified_counts(class_sizes: Sequence[int], targets: Sequence[int]) -> np
     return base
 
 
+def kfold_indices(
+    y: np.ndarray, k: int, *, stratify: bool | None = None, rng: RNGLike = 0
+) -> list[np.ndarray]:
+    """Divide the positions ``0..n-1`` of ``y`` into ``k`` disjoint folds covering them once.
+
+    Fold ``j`` holds ``n_j`` rows, ``n_j = floor(n / k)`` or one more (the first ``n mod k``
+    folds are the larger), drawn by a permutation from ``rng``. Stratified, every class ``c``
+    puts ``n_c n_j / n`` of its rows into fold ``j``, within one row (the allocation of
+    :func:`train_dev_test_split`), so each fold keeps the class proportions of ``y``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Targets, the first axis the rows; class labels when stratified.
+    k : int
+        Number of folds, ``2 <= k <= n``.
+    stratify : bool, optional
+        As in :func:`train_dev_test_split` (default: for integer, bool or string labels).
+    rng : numpy.random.Generator or int, optional
+        Seed or generator; the same seed gives the same folds.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``k`` arrays of positions into ``y``, each sorted.
+
+    Raises
+    ------
+    DataError
+        For ``k < 2`` or more folds than rows.
+    """
+    y = np.asarray(y)
+    n = int(y.shape[0])
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise DataError(f"cross-validation needs a whole number of folds >= 2, got {k!r}")
+    if k > n:
+        raise DataError(f"{n} rows are too few for {k} cross-validation folds (one row each)")
+    sizes = _largest_remainder(n, [1.0 / k] * k)
+    if stratify is None:
+        stratify = y.ndim == 1 and y.dtype.kind in "biuUS"
+    gen = as_generator(rng)
+    folds: list[list[np.ndarray]] = [[] for _ in range(k)]
+    if stratify:
+        if y.ndim != 1:
+            raise DataError(f"stratify needs 1-D class labels, y has shape {y.shape}")
+        _, inverse, class_sizes = np.unique(y, return_inverse=True, return_counts=True)
+        counts = _stratified_counts(class_sizes.tolist(), sizes)
+        for c in range(len(class_sizes)):
+            members = gen.permutation(np.flatnonzero(inverse == c))
+            for j, chunk in enumerate(np.split(members, np.cumsum(counts[c])[:-1])):
+                folds[j].append(chunk)
+    else:
+        for j, chunk in enumerate(np.split(gen.permutation(n), np.cumsum(sizes)[:-1])):
+            folds[j].append(chunk)
+    return [np.sort(np.concatenate(f)) for f in folds]
+
+
+def _check_fold(fold: Sequence[int]) -> tuple[int, int]:
+    try:
+        i, k = (int(v) for v in fold)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"fold must be a pair (i, k) of whole numbers, got {fold!r}") from exc
+    if k < 2 or not 0 <= i < k:
+        raise DataError(f"fold ({i}, {k}): need k >= 2 folds and 0 <= i < k")
+    return i, k
+
+
 def _as_pair(name: str, pair: Pair, n_features: int) -> Pair:
     try:
         Xs, ys = pair
@@ -169,6 +242,7 @@ def train_dev_test_split(
     rng: RNGLike = 0,
     dev: Pair | None = None,
     test: Pair | None = None,
+    fold: Sequence[int] | None = None,
 ) -> Split:
     """Split ``(X, y)`` into training, dev (validation) and test sets.
 
@@ -192,6 +266,11 @@ def train_dev_test_split(
         An existing dev or test set. It is returned as it is, and only the remaining splits
         are drawn from ``(X, y)``. With explicit ``fractions`` its fraction must be 0;
         with ``"auto"`` the rule is applied to the total number of examples.
+    fold : (int, int), optional
+        ``(i, k)``: cross-validation fold ``i`` of ``k`` (``0 <= i < k``). The test set is
+        drawn as without it; the other rows (train and dev) are divided into ``k`` folds by
+        :func:`kfold_indices` (stratified as the split is) and fold ``i`` is the dev set, the
+        rest the training set. Not with a supplied ``dev`` set.
 
     Returns
     -------
@@ -215,6 +294,13 @@ def train_dev_test_split(
         "test": None if test is None else _as_pair("test", test, X.shape[1]),
     }
     n_extra = sum(len(p[1]) for p in supplied.values() if p is not None)
+    if fold is not None:
+        fold = _check_fold(fold)
+        if supplied["dev"] is not None:
+            raise DataError(
+                "cross-validation folds are drawn from the training rows; a supplied dev set "
+                "cannot be one of them"
+            )
 
     if isinstance(fractions, str):
         if fractions != "auto":
@@ -258,6 +344,17 @@ def train_dev_test_split(
     else:
         perm = gen.permutation(n)
         index = np.split(perm, np.cumsum(sizes)[:-1])
+    if fold is not None:
+        pool = np.sort(np.concatenate([index[0], index[1]]))
+        i, k = fold
+        if k > len(pool):
+            raise DataError(f"{len(pool)} training rows are too few for {k} cross-validation folds")
+        held = kfold_indices(y[pool], k, stratify=stratify, rng=gen)
+        index = [
+            pool[np.concatenate([held[j] for j in range(k) if j != i])],
+            pool[held[i]],
+            index[2],
+        ]
 
     def take(ix: np.ndarray) -> Pair:
         return X[ix], y[ix]
