@@ -560,6 +560,11 @@ register_section(
                 number(1, integer=True),
                 "trials trained at once as one packed network (same architecture and batch)",
             ),
+            "cv": key(
+                1,
+                number(1, integer=True),
+                "k-fold cross-validated trials: k trainings, scored by the mean (1: one dev split)",
+            ),
             "space": SpaceTable(SCHEMA, switches=True),
         }
     ),

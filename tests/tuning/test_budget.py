@@ -22,7 +22,6 @@ from deepfit.cli import main  # noqa: E402
 from deepfit.errors import DeepfitError  # noqa: E402
 from deepfit.tuning import budget as B  # noqa: E402
 from deepfit.tuning import study as T  # noqa: E402
-from deepfit.tuning import worker as W  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPY = "tests.tuning.objectives:sleepy"
@@ -292,10 +291,11 @@ def test_train_data_budget_searches_the_table_space_and_trains_the_winner(tmp_pa
     assert first["model.hidden"] == [128] and first["train.lr"] == 0.001
     assert not any(v for k, v in first.items() if k.startswith("use."))
     best = C.validate(__import__("tomllib").loads((out / "best" / "config.toml").read_text()))
-    # 4 epochs as --set, or as many as the winner ran if the deadline stopped it (a slow machine)
+    # 60 rows: cross-validated (tune.cv = 5), so the winner trains for its folds' mean best
+    # epoch (at most the 4 of --set, fewer if the deadline cut its folds on a slow machine)
+    assert study.user_attrs["deepfit"]["cv"] == 5
     winner = study.best_trial
-    stopped = str(winner.user_attrs.get("stop_reason", "")).startswith(W.DEADLINE_REASON)
-    assert best["train"]["epochs"] == (winner.user_attrs["epochs"] if stopped else 4)
+    assert best["train"]["epochs"] == winner.user_attrs["best_epoch"] <= 4
     assert best["train"]["refit"] is True
     code = main(["evaluate", str(out / "best" / "model.npz"), str(data), "--json"])
     assert code == 0

@@ -63,6 +63,17 @@ coarse-to-fine groups never cross a round); TPE samples the ``K`` points of a gr
 each other's results, as with ``--workers K``. Pruning sees a group's members in lockstep, so
 its decisions (not the points or an unpruned trial's value) can differ from ``K = 1``.
 
+**Cross-validated trials** (``tune.cv = k``, ``k >= 2``): each trial trains ``k`` times on the
+folds of the non-test rows and is scored by the mean held-out metric
+(:func:`deepfit.tuning.worker.train_folds`); it reports the running mean after each fold (step
+= folds done), so pruning sees steps ``1..k`` (the median pruner then prunes from step 1:
+``n_warmup_steps = 0``; Hyperband's largest resource is ``k``). A trial the deadline cut short
+(fewer folds than ``k``) is told pruned when another trial finished all its folds, complete
+otherwise (so a search always has a winner). The winner's run in ``OUT/best`` trains, with
+``train.refit``, on all the non-test rows for the folds' mean best epoch (no early stopping:
+no dev rows are left). ``tune.pack > 1`` trains one split per member and is refused with
+``tune.cv > 1``.
+
 The study remembers what it was started with (the ``[tune]`` settings and every key of the
 base config that the space does not set): a rerun with a change is refused naming the changed
 keys, since its trials would not be comparable; ``new_study=True`` (``--new-study``) discards
@@ -125,6 +136,7 @@ class Settings:
     rounds: int = 3
     keep: float = 0.25
     pack: int = 1
+    cv: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -354,6 +366,17 @@ class Tuner:
                 f"objective {objective} cannot do: pass group_objective= or pack 1"
             )
         self.group_objective = group_objective or DEFAULT_GROUP_OBJECTIVE
+        self.cv = int(self.settings.cv)
+        if self.cv > 1 and self.pack > 1:
+            raise C.ConfigError(
+                f"config keys 'tune.pack' = {self.pack} and 'tune.cv' = {self.cv} cannot be "
+                "combined (a packed group trains one split per trial): set one of them to 1"
+            )
+        if self.cv > 1 and self.config.get("data", {}).get("dev_path"):
+            raise C.ConfigError(
+                f"config key 'tune.cv' = {self.cv} draws each fold's dev rows from the "
+                "training rows; data.dev_path supplies a dev set: drop one of them"
+            )
         self.echo = echo or (lambda line: None)
         self.plots = plots
         self.callbacks = list(callbacks)  # Optuna's callback(study, trial), as trials end
@@ -438,6 +461,8 @@ class Tuner:
             "keep": s.keep if s.strategy == "coarse-to-fine" else None,
             "base": self._base(),
         }
+        if self.cv > 1:  # absent for one dev split, as in studies made before tune.cv
+            identity["cv"] = self.cv
         existing = study.user_attrs.get("deepfit")
         if existing is None:
             if study.trials:
@@ -474,14 +499,17 @@ class Tuner:
         s = self.settings
         if not s.prunes:
             return optuna.pruners.NopPruner()
-        if s.pruner == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+        if s.pruner == "median":  # cross-validated: steps are folds, prunable from the first
+            warmup = 0 if self.cv > 1 else 2
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
         if s.pruner == "halving":
             return optuna.pruners.SuccessiveHalvingPruner(
                 min_resource=1, reduction_factor=3, min_early_stopping_rate=0
             )
         searched = "train.epochs" in self.space.keys
         epochs = self.config.get("train", {}).get("epochs", 0)
+        if self.cv > 1:
+            searched, epochs = False, self.cv
         return optuna.pruners.HyperbandPruner(
             min_resource=1,
             max_resource="auto" if searched or not epochs else int(epochs),
@@ -712,6 +740,8 @@ class Tuner:
             "metric": self.settings.metric,
             "objective": self.objective,
         }
+        if self.cv > 1:
+            payload["cv"] = self.cv
         trial.set_user_attr("driver", self.driver)
         self.running[trial.number] = trial
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
@@ -789,9 +819,15 @@ class Tuner:
         if result.get("alone") and self.pack > 1:
             self.echo(f"trial {number}: {result['alone']}: trials run one by one from now on")
             self.pack = 1
-        for k in ("epochs", "seconds", "best_epoch", "stop_reason", "host", "pack"):
+        for k in ("epochs", "seconds", "best_epoch", "stop_reason", "host", "pack", "folds"):
             if result.get(k) is not None:
                 trial.set_user_attr(k, result[k])
+        if state == "complete" and int(result.get("folds") or self.cv) < self.cv:
+            # cut short by the deadline: its mean of fewer folds competes only if no trial has
+            # the mean of all of them
+            done = self.study.get_trials(deepcopy=False, states=(S.COMPLETE,))
+            if any(int(t.user_attrs.get("folds", self.cv)) >= self.cv for t in done):
+                state = "pruned"
         if state == "complete":
             self.study.tell(trial, float(result["value"]))
         elif state == "pruned":
@@ -1016,8 +1052,11 @@ class Tuner:
                 "value": best.value,
                 "params": _space.from_optuna(self.space, best.params),
                 "epochs": best.user_attrs.get("epochs"),
+                "best_epoch": best.user_attrs.get("best_epoch"),
                 "stop_reason": best.user_attrs.get("stop_reason"),
             }
+            if self.cv > 1:
+                summary["best"]["folds"] = best.user_attrs.get("folds")
         if self.budget is not None:
             self.budget.record(force=True)
             summary["budget"] = {
@@ -1048,7 +1087,12 @@ class Tuner:
         from deepfit import experiment
 
         config = self.space.apply(self.config, best["params"])
-        if str(best.get("stop_reason") or "").startswith(DEADLINE_REASON) and best.get("epochs"):
+        if self.cv > 1 and config["train"].get("refit") and best.get("best_epoch"):
+            # cross-validated: the refit on train + dev trains for the folds' mean best epoch
+            # (early stopping on the one dev split would pick its own)
+            config["train"]["epochs"] = int(best["best_epoch"])
+            config["train"]["early_stopping"]["enabled"] = False
+        elif str(best.get("stop_reason") or "").startswith(DEADLINE_REASON) and best.get("epochs"):
             # the winner was stopped by the search's deadline: its run trains as long again
             config["train"]["epochs"] = int(best["epochs"])
         run_dir = self.out / BEST_DIR

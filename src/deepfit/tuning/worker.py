@@ -16,6 +16,21 @@ which trains the members as one packed network, :func:`deepfit.tuning.packed.tra
 line; a group the data refuses to pack (:class:`~deepfit.tuning.packed.NotPacked`, e.g. category
 embeddings) runs its members one after the other, each as a trial alone, and says so in each
 result's ``alone``.
+
+**Cross-validated trials** (``tune.cv = k``, sent as the payload's ``cv``): :func:`train` trains
+the trial ``k`` times, fold ``i`` on the other ``k - 1`` folds of the non-test rows with early
+stopping on fold ``i`` (:func:`deepfit.experiment.prepare` with ``fold=(i, k)``: its scaler,
+category levels and imputation fitted on those training rows only), and scores it by the mean
+of the ``k`` held-out metrics, as scikit-learn's ``cross_val_score`` (``cv=k``) does. After
+fold ``i`` it reports the running mean as step ``i + 1`` (no per-epoch reports), so a pruner
+can stop a bad trial after its first fold. The result's ``best_epoch`` is the folds' mean best
+epoch (rounded), the number of epochs the winner's refit on all the non-test rows trains for;
+``epochs`` the folds' mean epochs run; ``folds`` the folds finished and ``fold_values`` their
+metrics. At the search's deadline the running fold stops at its next epoch end (scored on its
+best weights, as a single-split trial) and no further fold starts: the trial's value is then the
+mean of the folds it finished (``folds < cv``; the driver counts such a trial as pruned when
+another trial finished all its folds). A packed group (``tune.pack``) is one split per member:
+the driver refuses ``tune.pack > 1`` with ``tune.cv > 1``.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from deepfit.errors import DeepfitError
 from deepfit.training.callbacks import Callback
 
 Report = Callable[[int, float], bool]
@@ -93,27 +109,46 @@ class StopAtDeadline(Callback):
             trainer.stop_reason = f"{DEADLINE_REASON} after epoch {epoch + 1}"
 
 
-_PREPARED: dict[str, Any] = {}
+_PREPARED: dict[str, dict[tuple[int, int] | None, Any]] = {}
 
 
-def _prepared(config: dict[str, Any]):
-    """The prepared data of ``config``, cached per worker process (trials that do not search
-    ``[data]`` share one split)."""
+def _prepared(config: dict[str, Any], fold: tuple[int, int] | None = None):
+    """The prepared data of ``config`` (of its cross-validation ``fold`` ``(i, k)``), cached
+    per worker process: trials that do not search ``[data]`` share one split, or one set of
+    folds."""
     from deepfit import experiment
 
     key = json.dumps([config["data"], config["train"]["seed"]], sort_keys=True, default=str)
     if key not in _PREPARED:
         if len(_PREPARED) >= 2:
             _PREPARED.clear()
-        _PREPARED[key] = experiment.prepare(config)
-    return _PREPARED[key]
+        _PREPARED[key] = {}
+    splits = _PREPARED[key]
+    if fold not in splits:
+        splits[fold] = experiment.prepare(config, fold=fold)
+    return splits[fold]
+
+
+def _dev_value(summary: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
+    """The run's dev ``metric`` (``dev_loss``, ...), or None and why (a failure)."""
+    stop = summary["stop_reason"] or ""
+    if "non-finite" in stop:
+        return None, stop
+    name = metric.removeprefix("dev_")
+    value = (summary.get("dev") or {}).get(name)
+    if value is None:
+        return None, f"the run has no {metric} (no dev set, or the task has no {name})"
+    return float(value), None
 
 
 def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     """The default objective: one training run of ``payload["config"]`` (early stopping as
-    configured), scored on the dev set by ``payload["metric"]`` (``dev_loss``, ...)."""
+    configured), scored on the dev set by ``payload["metric"]`` (``dev_loss``, ...); with
+    ``payload["cv"] = k > 1`` the mean over ``k`` cross-validation folds (:func:`train_folds`)."""
     from deepfit import experiment
 
+    if int(payload.get("cv") or 1) > 1:
+        return train_folds(payload, report)
     config, metric = payload["config"], payload["metric"]
     callback = ReportMetric(metric, report)
     summary = experiment.run(
@@ -129,21 +164,82 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
         "best_epoch": summary["best_epoch"],
         "stop_reason": summary["stop_reason"],
     }
-    stop = summary["stop_reason"] or ""
     if callback.pruned:
         return {**out, "state": "pruned", "value": callback.last}
-    if "non-finite" in stop:
-        return {**out, "state": "failed", "value": None, "error": stop}
-    name = metric.removeprefix("dev_")
-    value = (summary.get("dev") or {}).get(name)
+    value, error = _dev_value(summary, metric)
     if value is None:
+        return {**out, "state": "failed", "value": None, "error": error}
+    return {**out, "state": "complete", "value": value}
+
+
+def _mean_epoch(epochs: list[int]) -> int | None:
+    """The mean of the folds' epoch counts, rounded half up (None for no fold)."""
+    return math.floor(sum(epochs) / len(epochs) + 0.5) if epochs else None
+
+
+def train_folds(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """A cross-validated trial (``payload["cv"] = k``): fold ``i`` trains on the other
+    ``k - 1`` folds with early stopping on fold ``i``; the value is the mean held-out metric
+
+        v = (1/k) sum_{i=0}^{k-1} v_i,
+
+    ``v_i`` the dev ``payload["metric"]`` of fold ``i`` (scikit-learn's ``cross_val_score``
+    averaged). After fold ``i`` the running mean of the folds so far is reported as step
+    ``i + 1``; a pruned trial stops there. ``best_epoch`` is ``round(mean_i e_i)``, ``e_i`` fold
+    ``i``'s best epoch (its epochs run without early stopping); see the module docstring for the
+    deadline."""
+    from deepfit import experiment
+
+    config, metric, k = payload["config"], payload["metric"], int(payload["cv"])
+    values: list[float] = []
+    best: list[int] = []
+    runs: list[int] = []
+    stop_reason = None
+
+    def out(state: str, value: float | None, **extra: Any) -> dict[str, Any]:
         return {
-            **out,
-            "state": "failed",
-            "value": None,
-            "error": f"the run has no {metric} (no dev set, or the task has no {name})",
+            "state": state,
+            "value": value,
+            "epochs": _mean_epoch(runs) or 0,
+            "best_epoch": _mean_epoch(best),
+            "stop_reason": stop_reason,
+            "folds": len(values),
+            "fold_values": list(values),
+            **extra,
         }
-    return {**out, "state": "complete", "value": float(value)}
+
+    for i in range(k):
+        if i > 0 and past_deadline(payload):
+            stop_reason = f"{DEADLINE_REASON} after fold {i} of {k}"
+            break
+        stopper = StopAtDeadline(payload)
+        try:
+            summary = experiment.run(
+                config,
+                None,
+                callbacks=[stopper],
+                progress=False,
+                write_plots=False,
+                prepared=_prepared(config, (i, k)),
+            )
+        except Exception as exc:  # the trial fails (run_trial), saying in which fold
+            raise DeepfitError(f"fold {i + 1} of {k}: {_one_line(exc)}") from exc
+        runs.append(int(summary["epochs_run"]))
+        best.append(int(summary["best_epoch"] or summary["epochs_run"]))
+        value, error = _dev_value(summary, metric)
+        if value is None:
+            stop_reason = summary["stop_reason"]
+            return out("failed", None, error=f"fold {i + 1} of {k}: {error}")
+        values.append(value)
+        stop_reason = f"fold {i + 1} of {k}: {summary['stop_reason'] or 'all epochs run'}"
+        running = sum(values) / len(values)
+        if stopper.stopped:
+            stop_reason = f"{DEADLINE_REASON} in fold {i + 1} of {k}"
+            break
+        if report(i + 1, running) and i + 1 < k:
+            stop_reason = f"pruned after fold {i + 1} of {k}"
+            return out("pruned", running)
+    return out("complete", sum(values) / len(values))
 
 
 def train_group(payloads: list[dict[str, Any]], report: GroupReport) -> list[dict[str, Any]]:
