@@ -35,6 +35,19 @@ def base(**train):
     return C.validate({**BASE, "train": {**BASE["train"], **train}})
 
 
+def recorder(into: list, answer: bool = False):
+    """A ``report`` that keeps the fold steps (not the ticks, step 0) and answers ``answer``."""
+
+    def report(step: int, value: float) -> bool:
+        if step:
+            into.append((step, value))
+        else:
+            assert math.isnan(value)
+        return answer
+
+    return report
+
+
 def payload(config, cv, **extra):
     return {"number": 0, "config": config, "metric": "dev_loss", "cv": cv, **extra}
 
@@ -43,7 +56,7 @@ def payload(config, cv, **extra):
 def test_a_cv_trial_is_the_mean_of_k_separate_runs_on_the_same_folds():
     config = base()
     reports: list[tuple[int, float]] = []
-    result = W.train(payload(config, 3), lambda step, v: reports.append((step, v)) or False)
+    result = W.train(payload(config, 3), recorder(reports))
     runs = [
         experiment.run(config, None, progress=False, prepared=experiment.prepare(config, fold=f))
         for f in ((0, 3), (1, 3), (2, 3))
@@ -69,7 +82,9 @@ def test_the_folds_are_cached_per_worker(monkeypatch):
     W._PREPARED.clear()
     calls: list[object] = []
     real = experiment.prepare
-    monkeypatch.setattr(experiment, "prepare", lambda c, fold=None: calls.append(fold) or real(c))
+    monkeypatch.setattr(
+        experiment, "prepare", lambda c, fold=None: calls.append(fold) or real(c, fold=fold)
+    )
     config = base(epochs=1)
     for _ in range(2):
         W.train(payload(config, 2), lambda s, v: False)
@@ -78,9 +93,9 @@ def test_the_folds_are_cached_per_worker(monkeypatch):
 
 def test_a_cv_trial_is_pruned_after_its_first_fold():
     config = base()
-    steps: list[int] = []
-    result = W.train(payload(config, 4), lambda step, v: steps.append(step) or True)
-    assert steps == [1]
+    steps: list[tuple[int, float]] = []
+    result = W.train(payload(config, 4), recorder(steps, True))
+    assert [s for s, _ in steps] == [1]
     assert result["state"] == "pruned" and result["folds"] == 1
     assert result["value"] == result["fold_values"][0]
     one = experiment.run(
@@ -92,10 +107,8 @@ def test_a_cv_trial_is_pruned_after_its_first_fold():
 
 def test_the_deadline_stops_a_cv_trial_within_its_first_fold():
     config = base(epochs=50)
-    steps: list[int] = []
-    result = W.train(
-        payload(config, 3, deadline=time.time() - 1), lambda s, v: steps.append(s) or False
-    )
+    steps: list[tuple[int, float]] = []
+    result = W.train(payload(config, 3, deadline=time.time() - 1), recorder(steps))
     assert result["state"] == "complete" and result["folds"] == 1 and steps == []
     assert result["epochs"] == 1 and result["best_epoch"] == 1
     assert result["stop_reason"] == f"{W.DEADLINE_REASON} in fold 1 of 3"
@@ -104,12 +117,36 @@ def test_the_deadline_stops_a_cv_trial_within_its_first_fold():
 
 def test_the_deadline_stops_a_cv_trial_between_folds(monkeypatch):
     config = base()
-    folds_done: list[int] = []  # the clock passes the deadline as fold 1 is reported
+    folds_done: list[tuple[int, float]] = []  # the clock passes the deadline at fold 1's report
     monkeypatch.setattr(W, "past_deadline", lambda p: bool(folds_done))
-    result = W.train(payload(config, 3, deadline=0.0), lambda s, v: folds_done.append(s) or False)
-    assert folds_done == [1] and result["folds"] == 1 and result["state"] == "complete"
+    result = W.train(payload(config, 3, deadline=0.0), recorder(folds_done))
+    assert (
+        [s for s, _ in folds_done] == [1] and result["folds"] == 1 and result["state"] == "complete"
+    )
     assert result["stop_reason"] == f"{W.DEADLINE_REASON} after fold 1 of 3"
     assert result["value"] == result["fold_values"][0]
+
+
+def test_a_cv_trial_ticks_between_its_fold_reports_and_the_driver_records_only_its_budget(
+    tmp_path, monkeypatch
+):
+    reports: list[tuple[int, float]] = []
+    tick = W.Tick(lambda s, v: reports.append((s, v)) or True, every=0.0)
+    for epoch in range(3):
+        tick.on_epoch_end(None, epoch, {})
+    assert len(reports) == 3 and all(s == 0 and math.isnan(v) for s, v in reports)
+    # the driver: a tick records the budget, reports nothing to Optuna and prunes nothing
+    config = tuned(tmp_path, trials=1, cv=2, budget="1h")
+    tuner = T.Tuner(config, tmp_path / "out")
+    recorded: list[bool] = []
+    monkeypatch.setattr(tuner.budget, "record", lambda force=False: recorded.append(force))
+
+    class Trial:
+        def report(self, value, step):
+            raise AssertionError("a tick is no step")
+
+    tuner.running[0] = Trial()
+    assert tuner.decide(0, 0, math.nan) is False and recorded == [False]
 
 
 def test_a_failing_fold_fails_the_trial_in_one_line():

@@ -795,11 +795,13 @@ class Tuner:
     def decide(self, number: int, epoch: int, value: float) -> bool:
         """Per-epoch report of trial ``number``: record it; True prunes the trial."""
         trial = self.running.get(number)
-        if trial is None or not math.isfinite(value):
+        if trial is None:
             return False
-        trial.report(value, epoch)
         if self.budget is not None:
             self.budget.record()
+        if not math.isfinite(value):  # nothing to judge (a cross-validated trial's tick)
+            return False
+        trial.report(value, epoch)
         return bool(self.settings.prunes and trial.should_prune())
 
     def _finish(self, number: int, result: Mapping[str, Any]) -> None:

@@ -23,7 +23,9 @@ stopping on fold ``i`` (:func:`deepfit.experiment.prepare` with ``fold=(i, k)``:
 category levels and imputation fitted on those training rows only), and scores it by the mean
 of the ``k`` held-out metrics, as scikit-learn's ``cross_val_score`` (``cv=k``) does. After
 fold ``i`` it reports the running mean as step ``i + 1`` (no per-epoch reports), so a pruner
-can stop a bad trial after its first fold. The result's ``best_epoch`` is the folds' mean best
+can stop a bad trial after its first fold; within a fold it sends ``report(0, nan)`` at most once
+a second (:class:`Tick`: nothing for the pruner, but the driver keeps its budget record as
+current as per-epoch reports keep it). The result's ``best_epoch`` is the folds' mean best
 epoch (rounded), the number of epochs the winner's refit on all the non-test rows trains for;
 ``epochs`` the folds' mean epochs run; ``folds`` the folds finished and ``fold_values`` their
 metrics. At the search's deadline the running fold stops at its next epoch end (scored on its
@@ -107,6 +109,24 @@ class StopAtDeadline(Callback):
             self.stopped = True
             trainer.stop_training = True
             trainer.stop_reason = f"{DEADLINE_REASON} after epoch {epoch + 1}"
+
+
+class Tick(Callback):
+    """``report(0, nan)`` at an epoch end at least ``every`` seconds after the last one: a
+    cross-validated trial's sign of life between its per-fold reports (the driver records its
+    budget and ignores a non-finite value)."""
+
+    order = 50
+
+    def __init__(self, report: Report, every: float = 1.0) -> None:
+        self.report, self.every = report, every
+        self.last = time.monotonic()
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self.report(0, math.nan)
 
 
 _PREPARED: dict[str, dict[tuple[int, int] | None, Any]] = {}
@@ -217,7 +237,7 @@ def train_folds(payload: dict[str, Any], report: Report) -> dict[str, Any]:
             summary = experiment.run(
                 config,
                 None,
-                callbacks=[stopper],
+                callbacks=[Tick(report), stopper],
                 progress=False,
                 write_plots=False,
                 prepared=_prepared(config, (i, k)),
