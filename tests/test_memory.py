@@ -126,3 +126,25 @@ def test_check_training_memory_names_residual_blocks(monkeypatch):
     assert n == 64 * 512 + 512 + (512 * 512 + 512) * 2 + 512 * 10 + 10
     with pytest.raises(DeepfitError, match=f"a network of residual blocks of {n:,} parameters"):
         memory.check_training_memory(residual, 64, 10)
+
+
+def test_check_training_memory_counts_category_embeddings(monkeypatch):
+    config = validate({"model": {"hidden": [8]}, "train": {"optimizer": "adam"}})
+    plain = memory.check_training_memory(config, 5, 2)
+    embed = {"columns": [4], "cardinalities": [1000], "dims": [16]}
+    with_table = memory.check_training_memory(config, 5, 2, embed)
+    # the table's 16,000 weights with their gradient, two moments and two copies, plus the
+    # first layer's 15 more inputs (4 passed through + 16 embedded - 5) x 8 units
+    extra_params = 1000 * 16 + 15 * 8
+    batch = config["train"]["batch_size"]
+    assert with_table - plain == (extra_params * 6 + batch * 15 * 4) * 4
+    monkeypatch.setenv("DEEPFIT_MAX_BYTES", str(with_table - 1))
+    names = ["a", "b", "c", "d", "zip__code"]
+    with pytest.raises(DeepfitError) as exc:
+        memory.check_training_memory(config, 5, 2, embed, names)
+    message = str(exc.value)
+    assert message.startswith(
+        "the category embeddings need 16,000 parameters (the largest, column 'zip', has "
+        "1,000 levels x 16 dimensions)"
+    )
+    assert "'data.drop'" in message and "\n" not in message

@@ -19,6 +19,7 @@ A trainer from a config::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -78,13 +79,15 @@ def build_model(
     n_out: int,
     loss: str,
     embed: dict[str, list[int]] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Sequential:
     """The network of ``[model]``; ``embed`` (from a table preprocessor's ``embed_spec()``)
-    puts a category-embedding layer first."""
+    puts a category-embedding layer first; ``names`` (the input columns' names) go into the
+    memory check's message."""
     m = config["model"]
     if loss == "sigmoid_binary_cross_entropy":
         n_out = 1
-    check_training_memory(config, n_in, n_out)
+    check_training_memory(config, n_in, n_out, embed, names)
     return mlp(
         n_in,
         m["hidden"],

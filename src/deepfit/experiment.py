@@ -389,8 +389,9 @@ def _run(
     data = prepared if prepared is not None else prepare(config)
     loss = loss_name(config, data.task)
     Xtr, ytr = data.train
-    embed = data.preprocessor.embed_spec() if data.preprocessor is not None else None
-    model = build_model(config, Xtr.shape[1], data.n_outputs, loss, embed)
+    pre = data.preprocessor
+    embed, names = (pre.embed_spec(), pre.feature_names) if pre is not None else (None, None)
+    model = build_model(config, Xtr.shape[1], data.n_outputs, loss, embed, names)
     if config["train"]["device"] == "gpu":
         to = getattr(model, "to", None)
         if to is None:
@@ -522,8 +523,9 @@ def _refit(
     if data.train_weight is not None:
         dev_weight = data.dev_weight if data.dev_weight is not None else np.ones(len(data.dev[1]))
         weights = np.concatenate([data.train_weight, dev_weight])
-    embed = data.preprocessor.embed_spec() if data.preprocessor is not None else None
-    model = build_model(config, X.shape[1], data.n_outputs, loss, embed)
+    pre = data.preprocessor
+    embed, names = (pre.embed_spec(), pre.feature_names) if pre is not None else (None, None)
+    model = build_model(config, X.shape[1], data.n_outputs, loss, embed, names)
     if config["train"]["device"] == "gpu":
         model.to("cupy")
     # a plateau schedule reacts to the dev set, which is now training data: not replayed

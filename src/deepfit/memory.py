@@ -168,17 +168,34 @@ def training_bytes(
     return (n * per_param + batch_size * widths * 4) * itemsize
 
 
-def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
+def check_training_memory(
+    config: dict[str, Any],
+    n_in: int,
+    n_out: int,
+    embed: dict[str, list[int]] | None = None,
+    names: Sequence[str] | None = None,
+) -> int:
     """Refuse a config whose network cannot fit in memory, before any array is allocated.
 
-    Returns the estimate in bytes. The limit is :func:`deepfit.io.memory_limit`.
+    ``embed`` is :func:`deepfit.nn.mlp`'s (a table preprocessor's ``embed_spec()``): its
+    tables (``sum_k cardinality_k * dim_k`` parameters) are counted like the other weights,
+    and the first hidden layer sees ``n_in - len(columns) + sum(dims)`` inputs; ``names``
+    (the input columns' names) name the largest table in the error. Returns the estimate in
+    bytes. The limit is :func:`deepfit.io.memory_limit`.
     """
     from deepfit.io import format_bytes, memory_limit
 
     m, t = config["model"], config["train"]
     shape = {"norm": m.get("norm"), "residual": bool(m.get("residual"))}
+    width, table_params, largest = n_in, 0, None
+    if embed:
+        cards, dims = embed["cardinalities"], embed["dims"]
+        width = n_in - len(embed["columns"]) + sum(dims)
+        sizes = [int(c) * int(d) for c, d in zip(cards, dims, strict=True)]
+        table_params = sum(sizes)
+        largest = max(range(len(sizes)), key=sizes.__getitem__) if sizes else None
     estimate = training_bytes(
-        n_in,
+        width,
         m["hidden"],
         n_out,
         batchnorm=m["batchnorm"],
@@ -187,10 +204,25 @@ def check_training_memory(config: dict[str, Any], n_in: int, n_out: int) -> int:
         batch_size=t["batch_size"],
         **shape,
     )
+    itemsize = np.dtype(t["dtype"]).itemsize
+    # an embedding table's gradient is dense here (a scatter-add into a full dW)
+    per_param = 2 + OPTIMIZER_MOMENTS.get(t["optimizer"], 2) + 2
+    estimate += table_params * per_param * itemsize
     estimate *= int(m.get("ensemble", 1))  # K packed members: K networks' arrays
     limit = memory_limit()
     if estimate > limit:
-        n = mlp_params(n_in, m["hidden"], n_out, m["batchnorm"], **shape)
+        n = mlp_params(width, m["hidden"], n_out, m["batchnorm"], **shape)
+        if embed and largest is not None and table_params > n:
+            c, d = embed["cardinalities"][largest], embed["dims"][largest]
+            col = embed["columns"][largest]
+            name = repr(names[col].removesuffix("__code")) if names else f"number {col}"
+            raise DeepfitError(
+                f"the category embeddings need {table_params:,} parameters (the largest, column "
+                f"{name}, has {c:,} levels x {d} dimensions), about "
+                f"{format_bytes(estimate)} to train ({t['dtype']}, {t['optimizer']}), more than "
+                f"the {format_bytes(limit)} of memory available; leave that column out "
+                f"(config key 'data.drop')"
+            )
         blocks = " of residual blocks" if shape["residual"] else ""
         raise DeepfitError(
             f"config key 'model.hidden' = {list(m['hidden'])} gives a network{blocks} of {n:,} "
