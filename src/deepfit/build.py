@@ -64,13 +64,21 @@ def streams(seed: int) -> dict[str, int]:
     return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
 
 
-def loss_name(config: dict[str, Any], task: str) -> str:
+def loss_name(config: dict[str, Any], task: str, n_classes: int | None = None) -> str:
+    """The loss of ``config`` for ``task``: ``model.loss``, or with ``'auto'`` the mean
+    squared error for regression and the softmax cross-entropy for classification, except
+    that ``n_classes = 2`` and ``model.binary_output = 'sigmoid'`` give one sigmoid unit with
+    the binary cross-entropy."""
     chosen = config["model"]["loss"]
     if chosen != "auto":
         if (chosen == "mse") != (task == "regression"):
             raise ConfigError(f"config key 'model.loss' = {chosen!r} does not fit a {task} task")
         return chosen
-    return "mse" if task == "regression" else "softmax_cross_entropy"
+    if task == "regression":
+        return "mse"
+    if n_classes == 2 and config["model"].get("binary_output") == "sigmoid":
+        return "sigmoid_binary_cross_entropy"
+    return "softmax_cross_entropy"
 
 
 def build_model(

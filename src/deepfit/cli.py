@@ -545,7 +545,7 @@ def gradcheck(
 
     resolved = configuration.load(config, set_ or [])
     data = experiment.prepare(resolved)
-    loss = experiment.loss_name(resolved, data.task)
+    loss = experiment.loss_name(resolved, data.task, data.n_outputs)
     model = experiment.build_model(resolved, data.train[0].shape[1], data.n_outputs, loss)
     X, y = data.train[0][:examples], data.train[1][:examples]
     if resolved["model"].get("ensemble", 1) > 1:  # each member's loss, summed
@@ -660,7 +660,7 @@ def inspect(
 
     resolved = configuration.load(config, set_ or [])
     data = experiment.prepare(resolved)
-    loss_id = experiment.loss_name(resolved, data.task)
+    loss_id = experiment.loss_name(resolved, data.task, data.n_outputs)
     loss = get_loss(loss_id)
     Xtr, ytr = data.train
     X, y = Xtr[:examples], ytr[:examples]

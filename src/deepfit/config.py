@@ -355,6 +355,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loss": key(
             "auto", choice("auto", "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mse")
         ),
+        "binary_output": key(
+            "softmax",
+            choice("softmax", "sigmoid"),
+            "loss = 'auto' with two classes: two softmax units, or one sigmoid unit with the "
+            "binary cross-entropy (scikit-learn's MLPClassifier)",
+        ),
     },
     "train": {
         "optimizer": key("adam", choice("sgd", "momentum", "rmsprop", "adam")),

@@ -387,7 +387,7 @@ def _run(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     data = prepared if prepared is not None else prepare(config)
-    loss = loss_name(config, data.task)
+    loss = loss_name(config, data.task, data.n_outputs)
     Xtr, ytr = data.train
     pre = data.preprocessor
     embed, names = (pre.embed_spec(), pre.feature_names) if pre is not None else (None, None)

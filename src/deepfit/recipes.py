@@ -20,10 +20,21 @@ from deepfit import config as configuration
 #: the seven tables, +0.003 to +0.005 on the 300-row ones, -0.001 to -0.003 on the two largest;
 #: 1.0 cost Bikeshare 0.16), Adam at 1e-3 in batches of 128, up to 500 epochs with early
 #: stopping on the dev loss (patience 50), then ``train.refit``: trained again on train + dev for
-#: the best number of epochs, so a small table loses no rows to the dev split.
+#: the best number of epochs, so a small table loses no rows to the dev split. A two-class
+#: target gets one sigmoid output unit (``model.binary_output``, as scikit-learn's MLPClassifier),
+#: not two softmax units, whose L2 penalty on the logit difference is half the sigmoid's: test
+#: log-loss lower on Default (20 seeds, 0.07907 against 0.07922) and on 3 of 4 further binary
+#: tasks (10 seeds each), accuracy within a test row or two; on Default's 5 seeds 0.9734
+#: against 0.9729 (the MLP 0.9732). The other six tables have no two-class target.
 TABLE_RECIPE: dict[str, Any] = {
     "data": {"source": "csv", "normalize": "auto"},
-    "model": {"hidden": [128], "init": "glorot_uniform", "keep_prob": 1.0, "l2": 0.1},
+    "model": {
+        "hidden": [128],
+        "init": "glorot_uniform",
+        "keep_prob": 1.0,
+        "l2": 0.1,
+        "binary_output": "sigmoid",
+    },
     "train": {
         "optimizer": "adam",
         "lr": 0.001,

@@ -127,7 +127,7 @@ def train_group(
     if data.preprocessor is not None and data.preprocessor.embed_spec():
         raise NotPacked("category embeddings are not packed per member; train alone")
     k = len(configs)
-    name = loss_name(first, data.task)
+    name = loss_name(first, data.task, data.n_outputs)
     m, t = first["model"], first["train"]
     n_out = 1 if name == "sigmoid_binary_cross_entropy" else data.n_outputs
     keep = [c["model"]["keep_prob"] for c in configs]
