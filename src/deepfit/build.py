@@ -12,7 +12,7 @@ A trainer from a config::
         optimizer=build_optimizer(config),          # Lookahead-wrapped when asked
         schedule=build_schedule(config),
         callbacks=[*others, *build_callbacks(config, has_dev=...)],  # plateau, averaging, ...
-        **build_trainer_options(config),            # clip_norm, mixup
+        **build_trainer_options(config),            # clip_norm, mixup, threads
         ...
     )
 """
@@ -309,6 +309,10 @@ def build_callbacks(config: dict[str, Any], *, has_dev: bool = True) -> list[Cal
 
 def build_trainer_options(config: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :class:`~deepfit.training.trainer.Trainer` for the techniques in
-    ``[train]``: ``clip_norm`` (0: off) and ``mixup``."""
-    clip = _table(config, "train")["clip_norm"]
-    return {"clip_norm": clip or None, "mixup": build_mixup(config)}
+    ``[train]``: ``clip_norm`` (0: off), ``mixup`` and ``threads`` (BLAS threads, 0: auto)."""
+    train = _table(config, "train")
+    return {
+        "clip_norm": train["clip_norm"] or None,
+        "mixup": build_mixup(config),
+        "threads": train["threads"],
+    }

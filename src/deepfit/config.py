@@ -383,6 +383,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "clip_norm": key(
             0.0, number(0), "clip the gradient to this global L2 norm before each step (0: off)"
         ),
+        "threads": key(
+            0,
+            number(0, integer=True),
+            "BLAS threads while training (0: one when the products are small, else BLAS's own)",
+        ),
         "label_smoothing": key(
             0.0,
             number(0, 1, hi_open=True),

@@ -21,7 +21,7 @@ def _config(**train):
 def test_defaults_turn_every_technique_off():
     config = C.defaults()
     assert B.build_callbacks(config) == []
-    assert B.build_trainer_options(config) == {"clip_norm": None, "mixup": None}
+    assert B.build_trainer_options(config) == {"clip_norm": None, "mixup": None, "threads": 0}
     assert isinstance(B.build_optimizer(config), df.Adam)
     assert B.build_loss(config, "softmax_cross_entropy").label_smoothing == 0.0
 

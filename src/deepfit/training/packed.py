@@ -59,6 +59,7 @@ from deepfit.nn.packed import (
     packed_penalties,
 )
 from deepfit.optim.packed import PackedAdam, PackedOptimizer, member_values
+from deepfit.threads import check_threads, limit_blas
 
 CHECKPOINT_FORMAT = "deepfit-packed-checkpoint"
 MODEL_FORMAT = "deepfit-packed-model"
@@ -107,6 +108,9 @@ class PackedTrainer:
         The per-member NaN guard (on by default).
     checkpoint : path, optional
         Written at the end of every epoch; ``fit(..., resume=True)`` continues from it.
+    threads : int
+        BLAS threads while :meth:`fit` runs, as :class:`~deepfit.training.trainer.Trainer`'s
+        (``0``: automatic, see :mod:`deepfit.threads`).
     """
 
     #: Whether stopped members leave the computation (a compact copy of the running ones
@@ -131,6 +135,7 @@ class PackedTrainer:
         restore_best_weights: bool = True,
         terminate_on_nan: bool = True,
         checkpoint: str | Path | None = None,
+        threads: int = 0,
     ) -> None:
         if not isinstance(model, PackedSequential):
             raise DeepfitError(f"PackedTrainer needs a PackedSequential, got {type(model)}")
@@ -166,6 +171,7 @@ class PackedTrainer:
         self.restore_best_weights = restore_best_weights
         self.terminate_on_nan = terminate_on_nan
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.threads = check_threads(threads)
         self._reset()
 
     def _reset(self) -> None:
@@ -324,6 +330,12 @@ class PackedTrainer:
         epoch, per-member values as lists of ``K``, ``ensemble_*`` for the mean prediction).
         ``epoch_hook(trainer, logs)`` runs after each epoch's early stopping (a search prunes
         members there with :meth:`stop_members`)."""
+        with limit_blas(self.threads, self.model, self.batch_size):
+            return self._fit(X, y, epochs, validation_data, sample_weight, resume, epoch_hook)
+
+    def _fit(
+        self, X, y, epochs, validation_data, sample_weight, resume, epoch_hook
+    ) -> list[dict[str, Any]]:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise DeepfitError(f"epochs must be a positive integer, got {epochs!r}")
         X, y = self._check_xy(X, y, "training data")

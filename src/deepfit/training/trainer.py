@@ -31,6 +31,7 @@ from deepfit.nn.sequential import Sequential
 from deepfit.optim.clipping import clip_grad_norm_
 from deepfit.optim.optimizers import Adam, Optimizer
 from deepfit.optim.schedules import Schedule
+from deepfit.threads import check_threads, limit_blas
 from deepfit.training.callbacks import Callback, Checkpoint
 from deepfit.training.history import History
 
@@ -113,6 +114,10 @@ class Trainer:
     mixup : Mixup, optional
         Mix every training batch (mixup or cutmix, see :class:`deepfit.data.mixup.Mixup`);
         ``train_accuracy`` is then not recorded (the targets are mixtures).
+    threads : int
+        BLAS threads while :meth:`fit` runs: ``0`` (default) one thread when the network's
+        products are small and BLAS's own setting otherwise, ``n`` at most ``n`` (see
+        :mod:`deepfit.threads`).
 
     With example weights (``fit(..., sample_weight=)``, ``class_weight``) the loss is the
     weighted mean ``sum w_i l_i / sum w_i`` on every batch, and the recorded ``train_loss``
@@ -137,6 +142,7 @@ class Trainer:
         class_weight: ClassWeight = None,
         clip_norm: float | None = None,
         mixup: Mixup | None = None,
+        threads: int = 0,
     ) -> None:
         if not isinstance(model, Sequential):
             raise DeepfitError(f"Trainer needs a deepfit Sequential model, got {type(model)}")
@@ -163,6 +169,7 @@ class Trainer:
         if mixup is not None and not isinstance(mixup, Mixup):
             raise DeepfitError(f"mixup must be a deepfit Mixup, got {mixup!r}")
         self.mixup = mixup
+        self.threads = check_threads(threads)
         self.class_weight = class_weight
         self.weighted = False
         self.train_inputs: np.ndarray | None = None
@@ -317,7 +324,12 @@ class Trainer:
 
         ``X`` may be a :class:`~deepfit.data.batches.BatchSource` (a table streamed from disk;
         ``y`` None, the weights its own): an epoch is then one pass over the source's batches.
+        BLAS runs on the threads that ``threads`` says (:mod:`deepfit.threads`).
         """
+        with limit_blas(self.threads, self.model, self.batch_size):
+            return self._fit(X, y, epochs, validation_data, sample_weight, resume)
+
+    def _fit(self, X, y, epochs, validation_data, sample_weight, resume) -> History:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise DeepfitError(f"epochs must be a positive integer, got {epochs!r}")
         source = X if isinstance(X, BatchSource) else None

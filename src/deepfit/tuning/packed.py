@@ -177,6 +177,7 @@ def train_group(
         patience=es["patience"] if es["enabled"] else None,
         min_delta=es["min_delta"],
         restore_best_weights=es["restore_best"],
+        threads=t["threads"],
     )
     numbers = [int(p["number"]) for p in payloads]
     metrics_ = [p["metric"] for p in payloads]
