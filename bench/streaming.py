@@ -82,7 +82,7 @@ def child(mode: str, path: str, epochs: int) -> dict:
     prepare_s = time.perf_counter() - start
     X, y = data.train
     out = {"mode": mode, "prepare_s": prepare_s, "n_train": int(X.shape[0])}
-    loss = loss_name(cfg, data.task)
+    loss = loss_name(cfg, data.task, data.n_outputs)
     model = build_model(cfg, X.shape[1], data.n_outputs, loss, None)
     trainer = _trainer(cfg, model, loss, data, [])
     history = trainer.fit(X, y, epochs=epochs, validation_data=data.dev)

@@ -67,7 +67,6 @@ def test_binary_output_picks_the_loss_of_two_classes_only():
     assert plain["model"]["binary_output"] == "softmax"  # the schema keeps two softmax units
     assert loss_name(sigmoid, "classification", 2) == "sigmoid_binary_cross_entropy"
     assert loss_name(sigmoid, "classification", 3) == "softmax_cross_entropy"
-    assert loss_name(sigmoid, "classification") == "softmax_cross_entropy"
     assert loss_name(sigmoid, "regression", 1) == "mse"
     assert loss_name(plain, "classification", 2) == "softmax_cross_entropy"
     chosen = configuration.validate(

@@ -8,7 +8,7 @@ A trainer from a config::
 
     trainer = Trainer(
         model,
-        loss=build_loss(config, loss_name(config, task)),
+        loss=build_loss(config, loss_name(config, task, n_classes)),
         optimizer=build_optimizer(config),          # Lookahead-wrapped when asked
         schedule=build_schedule(config),
         callbacks=[*others, *build_callbacks(config, has_dev=...)],  # plateau, averaging, ...
@@ -64,11 +64,12 @@ def streams(seed: int) -> dict[str, int]:
     return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
 
 
-def loss_name(config: dict[str, Any], task: str, n_classes: int | None = None) -> str:
+def loss_name(config: dict[str, Any], task: str, n_classes: int) -> str:
     """The loss of ``config`` for ``task``: ``model.loss``, or with ``'auto'`` the mean
     squared error for regression and the softmax cross-entropy for classification, except
     that ``n_classes = 2`` and ``model.binary_output = 'sigmoid'`` give one sigmoid unit with
-    the binary cross-entropy."""
+    the binary cross-entropy. ``n_classes`` is the prepared data's ``n_outputs`` (required, so
+    that no caller trains a two-class table on another head than the others)."""
     chosen = config["model"]["loss"]
     if chosen != "auto":
         if (chosen == "mse") != (task == "regression"):
