@@ -85,3 +85,13 @@ def test_bad_threads_are_one_line():
         validate({"train": {"threads": -2}})
     assert build_trainer_options(validate({"train": {"threads": 2}}))["threads"] == 2
     assert build_trainer_options(validate({}))["threads"] == 0
+
+
+def test_without_threadpoolctl_auto_trains_and_an_explicit_cap_is_one_line(monkeypatch):
+    monkeypatch.setattr(threads, "_CONTROLLER", [None])
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 3)).astype(np.float32), rng.integers(0, 2, 32)
+    df.Trainer(df.mlp(3, [4], 2, rng=0), batch_size=16).fit(X, y, epochs=1)
+    trainer = df.Trainer(df.mlp(3, [4], 2, rng=0), batch_size=16, threads=1)
+    with pytest.raises(DeepfitError, match=r"threads = 1 needs threadpoolctl: pip install"):
+        trainer.fit(X, y, epochs=1)

@@ -59,21 +59,34 @@ def blas_threads(threads: int, model: Any, batch_size: int) -> int | None:
     return 1 if largest_product(model, batch_size) < SMALL_PRODUCT else None
 
 
+_CONTROLLER: list[Any] = []  # threadpoolctl's view of the loaded libraries, made once
+
+
+def _controller() -> Any:
+    """A ``threadpoolctl.ThreadpoolController`` (scanning the libraries takes about a
+    millisecond; a limit through it, 10 microseconds), or None without threadpoolctl."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 @contextlib.contextmanager
 def limit_blas(threads: int, model: Any, batch_size: int) -> Iterator[None]:
-    """Cap NumPy's BLAS threads as :func:`blas_threads` says while the block runs."""
+    """Cap NumPy's BLAS threads as :func:`blas_threads` says while the block runs (NumPy's
+    BLAS is loaded with NumPy, so the controller made at the first call sees it)."""
     cap = blas_threads(threads, model, batch_size)
-    if cap is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        if threads:
+    controller = _controller() if cap is not None else None
+    if controller is None:
+        if cap is not None and threads:
             raise DeepfitError(
                 f"threads = {threads} needs threadpoolctl: pip install 'deepfit[fast]'"
-            ) from None
+            )
         yield
         return
-    with threadpool_limits(limits=cap, user_api="blas"):
+    with controller.limit(limits=cap, user_api="blas"):
         yield
