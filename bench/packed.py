@@ -169,6 +169,16 @@ def run_packed_seconds(args: tuple[list[dict[str, float]], int, int]) -> float:
     return run_packed(*args)[1]
 
 
+def in_processes(fn, tasks: list, workers: int) -> float:
+    """Seconds to run ``fn`` on every task in a pool of ``workers`` forked processes (they
+    inherit the prepared data)."""
+    start = time.perf_counter()
+    ctx = multiprocessing.get_context("fork")
+    with futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(fn, tasks))
+    return time.perf_counter() - start
+
+
 def _median_us(fn, number: int = 200, repeat: int = 7) -> float:
     fn()
     times = []
@@ -376,23 +386,12 @@ def main(argv=None) -> int:
     single_epochs = sum(e for _, _, e in single)
     print(f"one by one: {one_by_one:.1f} s (median trial {one_trial:.2f} s)", flush=True)
 
-    pooled = None
+    pooled = split = None
     if args.workers > 1:
-        start = time.perf_counter()
-        ctx = multiprocessing.get_context("fork")
-        with futures.ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-            list(pool.map(run_one, [(t, args.epochs, args.patience) for t in ts]))
-        pooled = time.perf_counter() - start
+        pooled = in_processes(run_one, [(t, args.epochs, args.patience) for t in ts], args.workers)
         print(f"--workers {args.workers}: {pooled:.1f} s", flush=True)
-
-    split = None
-    if args.workers > 1:
-        groups = [ts[i :: args.workers] for i in range(args.workers)]
-        start = time.perf_counter()
-        ctx = multiprocessing.get_context("fork")
-        with futures.ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-            list(pool.map(run_packed_seconds, [(g, args.epochs, args.patience) for g in groups]))
-        split = time.perf_counter() - start
+        groups = [(ts[i :: args.workers], args.epochs, args.patience) for i in range(args.workers)]
+        split = in_processes(run_packed_seconds, groups, args.workers)
         print(f"{args.workers} packed groups of {K // args.workers}: {split:.1f} s", flush=True)
 
     packed_runs = []
