@@ -142,6 +142,12 @@ def activation_widths(
     return n_in + sum(int(h) for h in hidden) + n_out
 
 
+def arrays_per_param(optimizer: str, copies: int = 2) -> int:
+    """Arrays of a parameter's size that training keeps: the parameter, its gradient, the
+    optimizer's moments and ``copies`` (early stopping's best weights, the NaN guard's)."""
+    return 2 + OPTIMIZER_MOMENTS.get(optimizer, 2) + copies
+
+
 def training_bytes(
     n_in: int,
     hidden: Sequence[int],
@@ -163,7 +169,7 @@ def training_bytes(
     """
     itemsize = np.dtype(dtype).itemsize
     n = mlp_params(n_in, hidden, n_out, batchnorm, norm=norm, residual=residual)
-    per_param = 2 + OPTIMIZER_MOMENTS.get(optimizer, 2) + copies
+    per_param = arrays_per_param(optimizer, copies)
     widths = activation_widths(n_in, hidden, n_out, norm=_norm(batchnorm, norm), residual=residual)
     return (n * per_param + batch_size * widths * 4) * itemsize
 
@@ -204,10 +210,8 @@ def check_training_memory(
         batch_size=t["batch_size"],
         **shape,
     )
-    itemsize = np.dtype(t["dtype"]).itemsize
     # an embedding table's gradient is dense here (a scatter-add into a full dW)
-    per_param = 2 + OPTIMIZER_MOMENTS.get(t["optimizer"], 2) + 2
-    estimate += table_params * per_param * itemsize
+    estimate += table_params * arrays_per_param(t["optimizer"]) * np.dtype(t["dtype"]).itemsize
     estimate *= int(m.get("ensemble", 1))  # K packed members: K networks' arrays
     limit = memory_limit()
     if estimate > limit:
