@@ -26,10 +26,10 @@ from deepfit.errors import DeepfitError
 SMALL_PRODUCT = 1 << 23
 
 
-def check_threads(threads: Any, what: str = "threads") -> int:
-    """``threads`` as an int >= 0 (0: automatic), or one line naming ``what``."""
+def check_threads(threads: Any) -> int:
+    """``threads`` as an int >= 0 (0: automatic), or one line saying what is wrong."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise DeepfitError(f"{what} must be an integer >= 0 (0: automatic), got {threads!r}")
+        raise DeepfitError(f"threads must be an integer >= 0 (0: automatic), got {threads!r}")
     return threads
 
 
