@@ -220,7 +220,9 @@ def test_train_data_budget_logs_the_winner_as_a_plain_train_does(store, tmp_path
     data.write_text(TABLE)
     out = tmp_path / "search"
     args = ["train", "--data", str(data), "--target", "y", "--budget", "3s", "--out", str(out)]
-    args += ["--set", "train.epochs=3", "-q"]
+    # one dev split: a cross-validated winner (the small-table rule) trains its folds' mean
+    # best epoch, not train.epochs
+    args += ["--set", "train.epochs=3", "--set", "tune.cv=1", "-q"]
     assert main([*args, "--tracking-uri", uri, "--experiment-name", EXPERIMENT]) == 0
     best = (out / "best").resolve()
     (run,) = runs(client, f"tags.`deepfit.run_dir` = '{best}'")
